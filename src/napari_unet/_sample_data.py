@@ -1,0 +1,21 @@
+"""napari sample data: the DSB2018 nuclei image, alone or with annotations of its top rows."""
+
+from .annotations import default_class_names
+from .samples import nuclei as _nuclei
+from .samples import nuclei_annotations
+
+
+def nuclei():
+    return [(_nuclei(), {"name": "nuclei", "colormap": "gray"}, "image")]
+
+
+def nuclei_annotated():
+    names = default_class_names(2)
+    names[1] = "nucleus"
+    return nuclei() + [
+        (
+            nuclei_annotations(rows=128),
+            {"name": "nuclei annotations", "metadata": {"napari_unet_class_names": names}},
+            "labels",
+        )
+    ]
