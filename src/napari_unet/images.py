@@ -21,10 +21,14 @@ def as_stack(image, channel_axis: int | None = None):
         raise UNetError(f"image has data type {image.dtype}; a numeric image is needed")
     if np.issubdtype(np.dtype(image.dtype), np.complexfloating):
         raise UNetError("complex-valued images are not supported")
+    if not isinstance(image, np.ndarray):
+        import dask.array as da
+
+        image = da.asarray(image)
     if channel_axis is not None:
         if not -len(shape) <= channel_axis < len(shape):
             raise UNetError(f"channel axis {channel_axis} does not exist in a {len(shape)}D image")
-        image = _moveaxis(image, channel_axis, -1)
+        image = np.moveaxis(image, channel_axis, -1)
     else:
         if len(shape) == 4:
             raise UNetError(
@@ -66,14 +70,6 @@ def guess_channel_axis(shape: tuple[int, ...]) -> int | None:
     if len(shape) in (3, 4) and shape[-1] in (3, 4) and min(shape[-3:-1]) > 4:
         return len(shape) - 1
     return None
-
-
-def _moveaxis(image, source: int, destination: int):
-    if isinstance(image, np.ndarray):
-        return np.moveaxis(image, source, destination)
-    import dask.array as da
-
-    return da.moveaxis(da.asarray(image), source, destination)
 
 
 def read_slice(stack, index: int) -> np.ndarray:

@@ -143,27 +143,28 @@ class Predictor:
             slices[z][1] -= 1
 
     def _forward(self, net, tiles: torch.Tensor) -> np.ndarray:
-        """Class probabilities of a batch of tiles; on out-of-memory, retry in halves."""
-        try:
-            with torch.inference_mode(), autocast(self.device):
-                x = tiles.to(self.device, memory_format=torch.channels_last)
-                logits = net(x)
-            return torch.softmax(logits.float(), dim=1).cpu().numpy()
-        except Exception as error:
-            if not is_out_of_memory(error):
-                raise
-            if self.device.type == "cuda":
-                torch.cuda.empty_cache()
-            if len(tiles) == 1:
-                raise UNetError(
-                    "out of memory predicting a single tile: choose a smaller tile size "
-                    "or predict on the CPU"
-                ) from None
-            self.batch_size = max(1, len(tiles) // 2)
-            half = len(tiles) // 2
-            return np.concatenate(
-                [self._forward(net, tiles[:half]), self._forward(net, tiles[half:])]
-            )
+        """Class probabilities of a batch of tiles; on out-of-memory, smaller batches."""
+        parts, done = [], 0
+        while done < len(tiles):
+            chunk = tiles[done : done + self.batch_size]
+            try:
+                with torch.inference_mode(), autocast(self.device):
+                    logits = net(chunk.to(self.device, memory_format=torch.channels_last))
+                parts.append(torch.softmax(logits.float(), dim=1).cpu().numpy())
+            except Exception as error:
+                if not is_out_of_memory(error):
+                    raise
+                if self.device.type == "cuda":
+                    torch.cuda.empty_cache()
+                if len(chunk) == 1:
+                    raise UNetError(
+                        "out of memory predicting a single tile: choose a smaller tile size "
+                        "or predict on the CPU"
+                    ) from None
+                self.batch_size = len(chunk) // 2
+                continue
+            done += len(chunk)
+        return np.concatenate(parts)
 
     def _write(self, z: int, probabilities: np.ndarray) -> None:
         r = self.result

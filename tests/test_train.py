@@ -1,0 +1,126 @@
+import numpy as np
+import pytest
+import torch
+
+from napari_unet.predict import predict
+from napari_unet.train import Trainer, TrainProgress, TrainSettings
+
+from conftest import TINY, dice, run_to_end
+
+
+def test_a_tiny_unet_learns_the_nuclei_from_the_top_rows(image, annotations, truth):
+    events, segmenter = run_to_end(
+        Trainer(image, annotations, settings=TrainSettings(steps=80, **TINY)).run()
+    )
+    losses = [e.loss for e in events]
+    assert len(events) == 80
+    assert np.mean(losses[-10:]) < 0.8 * np.mean(losses[:10])
+    labels = predict(segmenter, image).labels
+    unannotated = (slice(160, None), slice(None))
+    chance = 2 * (truth[unannotated] == 2).mean() / (1 + (truth[unannotated] == 2).mean())
+    score = dice(labels[unannotated] == 2, truth[unannotated] == 2)
+    assert score > 0.75 > chance + 0.3
+    assert segmenter.history[-1]["steps"] == 80
+    assert segmenter.history[-1]["validation_dice"] > 0.6
+
+
+def test_progress_events_describe_each_step(image, annotations):
+    settings = TrainSettings(steps=6, **{**TINY, "eval_every": 3})
+    events, _ = run_to_end(Trainer(image, annotations, settings=settings).run())
+    assert all(isinstance(e, TrainProgress) for e in events)
+    assert [e.step for e in events] == list(range(1, 7))
+    assert events[-1].fraction == 1.0
+    assert all(e.pixels_per_second > 0 and np.isfinite(e.loss) for e in events)
+    assert [e.validation_dice is not None for e in events] == [False, False, True] * 2
+    assert all(0 <= e.validation_dice <= 1 for e in events if e.validation_dice is not None)
+
+
+def test_stop_mid_training_returns_the_segmenter(image, annotations):
+    trainer = Trainer(image, annotations, settings=TrainSettings(steps=1000, **TINY))
+    run = trainer.run()
+    for _ in range(3):
+        next(run)
+    trainer.stop()
+    events, segmenter = run_to_end(run)
+    assert len(events) <= 1
+    assert not segmenter.net.training
+    assert predict(segmenter, image).labels.max() <= 2
+
+
+def test_time_limit_ends_training(image, annotations):
+    settings = TrainSettings(steps=None, time_limit=1.5, **TINY)
+    events, _ = run_to_end(Trainer(image, annotations, settings=settings).run())
+    assert 1.5 <= events[-1].elapsed < 4
+    assert events[-1].fraction == 1.0
+
+
+def test_fine_tuning_keeps_classes_and_leaves_the_start_model_unchanged(
+    image, annotations, trained
+):
+    before = {k: v.clone() for k, v in trained.net.state_dict().items()}
+    trained_names = list(trained.class_names)
+    settings = TrainSettings(steps=5, **TINY)
+    only_background = annotations.copy()
+    only_background[only_background == 2] = 0
+    only_background[200:210, 200:210] = 2
+    _, tuned = run_to_end(
+        Trainer(image, only_background, settings=settings, segmenter=trained).run()
+    )
+    assert tuned.class_names == trained_names
+    assert len(tuned.history) == len(trained.history) + 1
+    after = trained.net.state_dict()
+    assert all(torch.equal(before[k], after[k]) for k in before)
+    changed = tuned.net.state_dict()
+    assert any(not torch.equal(before[k], changed[k]) for k in before)
+
+
+def test_training_is_reproducible_with_a_seed(image, annotations):
+    settings = TrainSettings(steps=3, **TINY)
+    first, _ = run_to_end(Trainer(image, annotations, settings=settings).run())
+    second, _ = run_to_end(Trainer(image, annotations, settings=settings).run())
+    assert [e.loss for e in first] == pytest.approx([e.loss for e in second], rel=1e-4)
+
+
+def test_stacks_train_from_any_annotated_slices(image):
+    stack = np.stack([image, image[::-1], image[:, ::-1]])
+    annotations = np.zeros(stack.shape, np.uint8)
+    annotations[1, 300:340, 100:400] = 1
+    annotations[1, 100:110, 100:110] = 2
+    annotations[2, 0:20, :] = 1
+    settings = TrainSettings(steps=3, **TINY)
+    events, segmenter = run_to_end(Trainer(stack, annotations, settings=settings).run())
+    assert len(events) == 3
+    assert segmenter.history[-1]["annotated_pixels"] == {"1": 40 * 300 + 20 * 512, "2": 100}
+
+
+def test_three_classes_and_class_names(image, annotations):
+    annotations[100:128, 0:40][annotations[100:128, 0:40] == 1] = 3
+    settings = TrainSettings(steps=3, **TINY)
+    trainer = Trainer(image, annotations, settings=settings, class_names=["bg", "nucleus"])
+    _, segmenter = run_to_end(trainer.run())
+    assert segmenter.n_classes == 3
+    assert segmenter.class_names == ["bg", "nucleus", "class 3"]
+
+
+def test_training_without_border_weights_or_augmentation(image, annotations):
+    settings = TrainSettings(steps=3, w0=0, augment=False, validation_fraction=0, **TINY)
+    events, segmenter = run_to_end(Trainer(image, annotations, settings=settings).run())
+    assert all(e.validation_dice is None for e in events)
+    assert segmenter.history[-1]["validation_dice"] is None
+
+
+def test_out_of_memory_halves_the_batch(image, annotations, monkeypatch):
+    trainer = Trainer(image, annotations, settings=TrainSettings(steps=2, **TINY))
+    real_step = trainer._step
+    batches = []
+
+    def step(net, optimizer, scaler, images, *rest):
+        batches.append(len(images))
+        if len(images) > 1:
+            raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2 GiB")
+        return real_step(net, optimizer, scaler, images, *rest)
+
+    monkeypatch.setattr(trainer, "_step", step)
+    events, _ = run_to_end(trainer.run())
+    assert batches[:3] == [4, 2, 1]
+    assert len(events) == 2
