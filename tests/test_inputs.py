@@ -25,6 +25,7 @@ def train(image, annotations, **kwargs):
         (lambda a: np.where(a == 2, 3, a), "skip 2"),
         (lambda a: a.astype(np.int16) - 2, "negative ids"),
         (lambda a: a.astype(np.float32), "integer ids"),
+        (lambda a: np.where(a == 2, 183, a).astype(np.uint16), "instance labels"),
         (lambda a: a[:, :500], r"shape \(512, 500\).*\(512, 512\)"),
         (lambda a: a[None], "must match"),
     ],

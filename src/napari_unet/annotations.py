@@ -6,6 +6,7 @@ from .errors import UNetError
 
 UNANNOTATED = 0
 BACKGROUND = 1
+MAX_CLASSES = 64
 
 
 def default_class_names(n_classes: int) -> list[str]:
@@ -20,8 +21,8 @@ def annotated_slices(annotations) -> list[int]:
 
 def count_classes(annotations: np.ndarray) -> dict[int, int]:
     """Annotated pixels per id (id 0 left out)."""
-    counts = np.bincount(np.asarray(annotations).ravel().astype(np.int64))
-    return {i: int(c) for i, c in enumerate(counts) if i > UNANNOTATED and c}
+    ids, counts = np.unique(np.asarray(annotations), return_counts=True)
+    return {int(i): int(c) for i, c in zip(ids, counts, strict=True) if i > UNANNOTATED}
 
 
 def check_annotations(annotations: np.ndarray, n_classes: int | None = None) -> dict[int, int]:
@@ -42,6 +43,11 @@ def check_annotations(annotations: np.ndarray, n_classes: int | None = None) -> 
     if not counts:
         raise UNetError("no pixel is annotated: paint background (1) and at least one class (2)")
     ids = sorted(counts)
+    if ids[-1] > MAX_CLASSES:
+        raise UNetError(
+            f"annotation ids go up to {ids[-1]}: is this an instance labels layer? Annotations "
+            f"use 1 = background and 2.. = classes (at most {MAX_CLASSES})"
+        )
     if n_classes is not None:
         if ids[-1] > n_classes:
             raise UNetError(
