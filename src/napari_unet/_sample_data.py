@@ -10,12 +10,18 @@ def nuclei():
 
 
 def nuclei_annotated():
+    from .widgets._layers import CLASS_NAMES_KEY, class_colormap
+
     names = default_class_names(2)
     names[1] = "nucleus"
     return nuclei() + [
         (
             nuclei_annotations(rows=128),
-            {"name": "nuclei annotations", "metadata": {"napari_unet_class_names": names}},
+            {
+                "name": "nuclei annotations",
+                "metadata": {CLASS_NAMES_KEY: names},
+                "colormap": class_colormap(),
+            },
             "labels",
         )
     ]

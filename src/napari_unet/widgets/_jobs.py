@@ -1,0 +1,71 @@
+"""Engine generators in napari thread workers, with errors turned into notifications."""
+
+import functools
+import os
+import threading
+
+import torch
+from napari.qt.threading import create_worker
+from napari.utils.notifications import notification_manager, show_error
+from qtpy.QtCore import QTimer
+from superqt.utils import GeneratorWorker
+
+from ..device import is_out_of_memory
+from ..errors import UNetError
+
+
+def start(run, **handlers) -> GeneratorWorker:
+    """Run the generator function ``run`` in a thread; ``handlers`` maps signals to slots.
+
+    Connect slots that are methods of Qt widgets: they are dropped when the widget is deleted.
+    The plain superqt worker class is used so that errors reach ``handlers["errored"]`` alone.
+    """
+    return create_worker(run, _worker_class=GeneratorWorker, _connect=handlers, _start_thread=True)
+
+
+class Throttle(QTimer):
+    """Calls ``slot`` at most every ``ms`` milliseconds while :meth:`poke` is called, so that
+    progress events (dozens per second on a GPU) do not each re-layout and repaint the dock."""
+
+    def __init__(self, slot, ms: int = 250, parent=None):
+        super().__init__(parent, singleShot=True, interval=ms)
+        self.timeout.connect(slot)
+
+    def poke(self) -> None:
+        if not self.isActive():
+            self.start()
+
+
+def notify_error(what: str, error: BaseException) -> None:
+    """A notification for a failed job: the message for known errors, a traceback otherwise."""
+    if isinstance(error, UNetError):
+        show_error(f"{what}: {error}")
+    elif is_out_of_memory(error):
+        show_error(
+            f"{what}: the device ran out of memory; choose a smaller model or run on the CPU"
+        )
+    else:
+        notification_manager.receive_error(type(error), error, error.__traceback__)
+
+
+@functools.cache
+def leave_a_core_for_the_gui() -> int:
+    """Limit torch to one thread fewer than the cores it would use, once per process.
+
+    Compute threads spinning on every core delay napari's event loop and are slowed down by
+    it in turn (OpenMP waits for its slowest thread).
+    """
+    threads = max(1, min(torch.get_num_threads(), os.cpu_count() or 1) - 1)
+    torch.set_num_threads(threads)
+    return threads
+
+
+@functools.cache
+def warm_up() -> threading.Thread:
+    """Create an optimizer once in the background, so that its first-use imports (torch's
+    compiler stack, seconds of imports holding the GIL) do not stall napari during training."""
+    thread = threading.Thread(
+        target=torch.optim.AdamW, args=([torch.zeros(1, requires_grad=True)],), daemon=True
+    )
+    thread.start()
+    return thread

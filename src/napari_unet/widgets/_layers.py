@@ -1,0 +1,113 @@
+"""Between napari layers and the engine: data, axes, class names and colours."""
+
+import numpy as np
+from napari.layers import Image, Labels
+from napari.utils.colormaps import Colormap, DirectLabelColormap
+
+from ..annotations import BACKGROUND, annotated_slices, count_classes, default_class_names
+
+CLASS_NAMES_KEY = "napari_unet_class_names"
+OUTPUT_KEY = "napari_unet_output"
+EDITED_KEY = "napari_unet_edited"
+
+BACKGROUND_COLOR = (0.35, 0.55, 0.95, 0.5)
+CLASS_COLORS = (
+    (1.0, 0.72, 0.0, 1.0),
+    (0.95, 0.25, 0.75, 1.0),
+    (0.25, 0.85, 0.35, 1.0),
+    (0.0, 0.85, 0.9, 1.0),
+    (0.95, 0.3, 0.2, 1.0),
+    (0.7, 0.5, 1.0, 1.0),
+    (0.85, 0.9, 0.3, 1.0),
+)
+TRANSPARENT = (0.0, 0.0, 0.0, 0.0)
+
+
+def class_color(label: int) -> tuple[float, ...]:
+    """The RGBA colour of annotation id ``label`` >= 1."""
+    return (
+        BACKGROUND_COLOR if label == BACKGROUND else CLASS_COLORS[(label - 2) % len(CLASS_COLORS)]
+    )
+
+
+def class_colormap(background_visible: bool = True) -> DirectLabelColormap:
+    """Fixed colours per annotation id: background blue (or transparent), classes cycling."""
+    colors = {None: TRANSPARENT, 0: TRANSPARENT}
+    colors.update({label: class_color(label) for label in range(1, 256)})
+    if not background_visible:
+        colors[BACKGROUND] = TRANSPARENT
+    return DirectLabelColormap(color_dict=colors)
+
+
+def probability_colormap(label: int) -> Colormap:
+    """Black to the class colour, for probability layers blended additively over the image."""
+    return Colormap([(0.0, 0.0, 0.0, 1.0), class_color(label)], name=f"U-Net class {label}")
+
+
+def image_data(layer):
+    """The full-resolution array of an image or labels layer (level 0 of a multiscale one)."""
+    return layer.data[0] if layer.multiscale else layer.data
+
+
+def placement(layer) -> dict:
+    """The keyword arguments that put a new layer exactly over ``layer``."""
+    return {
+        "scale": layer.scale,
+        "translate": layer.translate,
+        "rotate": layer.rotate,
+        "shear": layer.shear,
+        "affine": layer.affine,
+    }
+
+
+def channel_axis(layer: Image) -> int | None:
+    """RGB(A) layers hold their channels last; other napari image layers have none."""
+    return -1 if layer.rgb else None
+
+
+def spatial_shape(layer: Image) -> tuple[int, ...]:
+    """The image's shape without the RGB axis."""
+    shape = tuple(image_data(layer).shape)
+    return shape[:-1] if layer.rgb else shape
+
+
+def current_index(viewer, layer) -> int:
+    """The index of the slice of ``layer`` shown in the viewer (0 for 2D layers)."""
+    if layer.ndim < 3:
+        return 0
+    z = layer.world_to_data(viewer.dims.point)[0]
+    return int(np.clip(round(z), 0, image_data(layer).shape[0] - 1))
+
+
+def class_names(layer: Labels, count: int = 2) -> list[str]:
+    """Names of ids 1..n stored with ``layer`` (n >= ``count``), defaults where missing."""
+    stored = list(layer.metadata.get(CLASS_NAMES_KEY, []))
+    count = max(count, len(stored), 2)
+    defaults = default_class_names(count)
+    return [stored[i] if i < len(stored) and stored[i] else defaults[i] for i in range(count)]
+
+
+def set_class_names(layer: Labels, names: list[str]) -> None:
+    layer.metadata[CLASS_NAMES_KEY] = list(names)
+
+
+def is_unedited_output(layer, kind: str, shape: tuple[int, ...]) -> bool:
+    """Whether ``layer`` is this plugin's ``kind`` output of ``shape``, not edited by the user."""
+    return (
+        layer.metadata.get(OUTPUT_KEY) == kind
+        and not layer.metadata.get(EDITED_KEY, False)
+        and tuple(layer.data.shape) == tuple(shape)
+    )
+
+
+def annotation_counts(data) -> tuple[dict[int, int], dict[int, int], int, int]:
+    """Pixels and slices annotated per id, the number of annotated slices and of all slices."""
+    stack = data[None] if data.ndim == 2 else data.reshape((-1, *data.shape[-2:]))
+    pixels: dict[int, int] = {}
+    slices: dict[int, int] = {}
+    picks = annotated_slices(stack)
+    for z in picks:
+        for label, count in count_classes(stack[z]).items():
+            pixels[label] = pixels.get(label, 0) + count
+            slices[label] = slices.get(label, 0) + 1
+    return pixels, slices, len(picks), stack.shape[0]

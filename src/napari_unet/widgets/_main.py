@@ -1,0 +1,44 @@
+"""The U-Net dock widget: annotate, train, keep the model, predict, in one scrollable column."""
+
+from qtpy.QtCore import Qt
+from qtpy.QtWidgets import QFrame, QScrollArea, QSizePolicy, QVBoxLayout, QWidget
+
+from . import _jobs
+from ._annotate import AnnotateSection
+from ._model import ModelSection
+from ._predict import PredictSection
+from ._session import Session
+from ._train import TrainSection
+
+
+class UNetWidget(QWidget):
+    """Annotate a few slices, train a U-Net in the background, predict, correct, repeat."""
+
+    def __init__(self, napari_viewer, parent=None):
+        super().__init__(parent)
+        _jobs.leave_a_core_for_the_gui()
+        _jobs.warm_up()
+        self.viewer = napari_viewer
+        self.session = Session(napari_viewer, self)
+        self.annotate = AnnotateSection(self.session)
+        self.train = TrainSection(self.session, self.annotate)
+        self.model = ModelSection(self.session)
+        self.predict = PredictSection(self.session, self.annotate)
+
+        column = QWidget()
+        sections = QVBoxLayout(column)
+        for section in (self.annotate, self.train, self.model, self.predict):
+            section.setSizePolicy(QSizePolicy.Policy.Preferred, QSizePolicy.Policy.Fixed)
+            sections.addWidget(section)
+        sections.addStretch(1)
+        scroll = QScrollArea()
+        scroll.setWidgetResizable(True)
+        scroll.setFrameShape(QFrame.Shape.NoFrame)
+        scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        scroll.setWidget(column)
+        scroll.setMinimumWidth(
+            column.minimumSizeHint().width() + scroll.verticalScrollBar().sizeHint().width()
+        )
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.addWidget(scroll)

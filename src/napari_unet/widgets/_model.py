@@ -1,0 +1,124 @@
+"""Model: the current model, the device it runs on, and its safe model files."""
+
+from pathlib import Path
+
+from napari.utils.notifications import show_error, show_info
+from qtpy.QtWidgets import (
+    QComboBox,
+    QFileDialog,
+    QFormLayout,
+    QGroupBox,
+    QHBoxLayout,
+    QLabel,
+    QPushButton,
+    QVBoxLayout,
+)
+
+from ..device import describe, resolve_device
+from ..errors import UNetError
+from ..io import SUFFIX, load_model, save_model
+from ..segmenter import Segmenter
+from ._session import Session
+
+FILE_FILTER = f"napari-unet model (*{SUFFIX})"
+
+
+def available_devices() -> list[tuple[str, str]]:
+    """(device name, description) of each device here, the automatic choice first."""
+    found = []
+    for name in ("cuda", "mps", "cpu"):
+        try:
+            found.append((name, describe(resolve_device(name))))
+        except UNetError:
+            continue
+    return found
+
+
+def summarize(model: Segmenter) -> str:
+    """Three short lines: architecture, classes, training rounds."""
+    c = model.config
+    channels = "channel" if c.in_channels == 1 else "channels"
+    return (
+        f"U-Net depth {c.depth}, width {c.width}, {c.in_channels} {channels}\n"
+        f"Classes: {', '.join(model.class_names)}\n"
+        f"Trained {len(model.history)} round(s)"
+    )
+
+
+class ModelSection(QGroupBox):
+    """Shows the current model; loads and saves it (safetensors, atomic writes)."""
+
+    def __init__(self, session: Session, parent=None):
+        super().__init__("3 · Model", parent)
+        self.session = session
+        self.description = QLabel()
+        self.device = QComboBox()
+        for name, text in available_devices():
+            self.device.addItem(text, name)
+        self.device.setToolTip("Where training and prediction run")
+        self.device.currentIndexChanged.connect(self._device_chosen)
+        self.load_button = QPushButton("Load…")
+        self.load_button.clicked.connect(self._ask_load)
+        self.save_button = QPushButton("Save…")
+        self.save_button.clicked.connect(self._ask_save)
+
+        form = QFormLayout()
+        form.addRow("Device", self.device)
+        buttons = QHBoxLayout()
+        buttons.addWidget(self.load_button)
+        buttons.addWidget(self.save_button)
+        layout = QVBoxLayout(self)
+        layout.addWidget(self.description)
+        layout.addLayout(form)
+        layout.addLayout(buttons)
+        session.changed.connect(self._sync)
+        self._device_chosen()
+        self._sync()
+
+    def save(self, path: str | Path) -> Path | None:
+        """Write the current model to ``path`` (replacing it: the file dialog asked)."""
+        if self.session.model is None:
+            show_error("There is no model to save yet: train or load one first.")
+            return None
+        try:
+            path = save_model(self.session.model, path)
+        except (UNetError, OSError) as error:
+            show_error(f"Cannot save the model: {error}")
+            return None
+        show_info(f"Model saved to {path}")
+        return path
+
+    def load(self, path: str | Path) -> None:
+        """Make the model in ``path`` the current one."""
+        try:
+            model = load_model(path)
+        except (UNetError, OSError) as error:
+            show_error(f"Cannot load the model: {error}")
+            return
+        self.session.set_model(model)
+        show_info(f"Loaded {Path(path).name}: {model.describe()}")
+
+    def _ask_save(self) -> None:
+        dialog = QFileDialog(self, "Save model", f"model{SUFFIX}", FILE_FILTER)
+        dialog.setAcceptMode(QFileDialog.AcceptMode.AcceptSave)
+        dialog.setDefaultSuffix(SUFFIX.lstrip("."))
+        if dialog.exec():
+            self.save(dialog.selectedFiles()[0])
+
+    def _ask_load(self) -> None:
+        path, _ = QFileDialog.getOpenFileName(self, "Load model", "", FILE_FILTER)
+        if path:
+            self.load(path)
+
+    def _device_chosen(self, index=None) -> None:
+        self.session.device = self.device.currentData() or "auto"
+
+    def _sync(self) -> None:
+        model, training = self.session.model, self.session.training
+        if model is None:
+            self.description.setText("No model yet: train one or load a file.")
+        else:
+            self.description.setText(summarize(model))
+        self.save_button.setEnabled(model is not None)
+        self.load_button.setEnabled(not training)
+        self.device.setEnabled(not training)

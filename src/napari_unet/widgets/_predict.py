@@ -1,0 +1,318 @@
+"""Predict: a whole image or stack, or the slice in view, into named result layers."""
+
+import numpy as np
+from napari.layers import Image
+from napari.utils.notifications import show_error, show_info, show_warning
+from qtpy.QtWidgets import (
+    QCheckBox,
+    QComboBox,
+    QFormLayout,
+    QGridLayout,
+    QGroupBox,
+    QHBoxLayout,
+    QLabel,
+    QProgressBar,
+    QPushButton,
+    QVBoxLayout,
+)
+
+from ..errors import UNetError
+from ..predict import Prediction, Predictor, PredictProgress
+from . import _jobs
+from ._annotate import AnnotateSection
+from ._combo import LayerCombo
+from ._layers import (
+    EDITED_KEY,
+    OUTPUT_KEY,
+    channel_axis,
+    class_colormap,
+    current_index,
+    image_data,
+    is_unedited_output,
+    placement,
+    probability_colormap,
+    spatial_shape,
+)
+from ._session import Session
+
+
+class PredictSection(QGroupBox):
+    """Outputs to make, Predict / Current slice / Cancel, and copying to the annotations."""
+
+    def __init__(self, session: Session, annotate: AnnotateSection, parent=None):
+        super().__init__("4 · Predict", parent)
+        self.session, self.annotate = session, annotate
+        self.image_combo = LayerCombo(session.viewer, Image)
+        self.classes = QCheckBox("Classes")
+        self.classes.setChecked(True)
+        self.classes.setToolTip("A Labels layer with the annotation ids; background transparent")
+        self.probabilities = QCheckBox("Probabilities")
+        self.probabilities.setToolTip("One Image layer per class, 0..1")
+        self.instances = QCheckBox("Objects of")
+        self.instances.setToolTip("Connected objects of one class, each with its own id")
+        self.instance_class = QComboBox()
+        self.predict_button = QPushButton("Predict")
+        self.predict_button.setToolTip("Predict the whole image or stack")
+        self.predict_button.clicked.connect(self.predict)
+        self.slice_button = QPushButton("Current slice")
+        self.slice_button.setToolTip("Predict only the slice in view (fast)")
+        self.slice_button.clicked.connect(self.predict_slice)
+        self.cancel_button = QPushButton("Cancel")
+        self.cancel_button.clicked.connect(self.cancel)
+        self.copy_button = QPushButton("Copy slice to annotations")
+        self.copy_button.setToolTip(
+            "Fill the unannotated pixels of the slice in view with the predicted classes, "
+            "to correct them and train again (undo with Ctrl+Z)"
+        )
+        self.copy_button.clicked.connect(self.copy_to_annotations)
+        self.progress = QProgressBar(textVisible=False)
+        self.status = QLabel()
+
+        form = QFormLayout()
+        form.addRow("Image", self.image_combo)
+        outputs = QGridLayout()
+        outputs.addWidget(self.classes, 0, 0)
+        outputs.addWidget(self.probabilities, 0, 1)
+        outputs.addWidget(self.instances, 1, 0)
+        outputs.addWidget(self.instance_class, 1, 1)
+        form.addRow("Outputs", outputs)
+        buttons = QHBoxLayout()
+        for button in (self.predict_button, self.slice_button, self.cancel_button):
+            buttons.addWidget(button)
+        layout = QVBoxLayout(self)
+        layout.addLayout(form)
+        layout.addLayout(buttons)
+        layout.addWidget(self.progress)
+        layout.addWidget(self.status)
+        layout.addWidget(self.copy_button)
+
+        self._show_later = _jobs.Throttle(self._show, parent=self)
+        self.last: PredictProgress | None = None
+        self.predictor: Predictor | None = None
+        self.worker = None
+        self.outputs: dict[str, list] = {}
+        self.last_classes = None
+        self._image = None
+        self._slice: int | None = None
+        session.changed.connect(self._sync)
+        session.viewer.layers.events.removed.connect(self._layer_removed)
+        self._sync()
+
+    def predict(self) -> None:
+        """Predict the whole image; result layers fill in slice by slice."""
+        self._start(current_slice=False)
+
+    def predict_slice(self) -> None:
+        """Predict the slice in view (the whole image when it is 2D)."""
+        self._start(current_slice=True)
+
+    def cancel(self) -> None:
+        if self.predictor is not None:
+            self.predictor.stop()
+            self.status.setText("Cancelling…")
+
+    def _start(self, current_slice: bool) -> None:
+        if self.worker is not None:
+            return
+        model, image = self.session.model, self.image_combo.layer()
+        if model is None:
+            show_error("Prediction needs a model: train one or load a model file.")
+            return
+        if image is None:
+            show_error("Prediction needs an image: open one and choose it under Predict.")
+            return
+        data = image_data(image)
+        index = None
+        if current_slice and len(spatial_shape(image)) == 3:
+            index = current_index(self.session.viewer, image)
+            data = data[index]
+        instances = self.instance_class.currentData() if self.instances.isChecked() else None
+        if not (self.classes.isChecked() or self.probabilities.isChecked() or instances):
+            show_error("Choose at least one output: classes, probabilities or objects.")
+            return
+        try:
+            predictor = Predictor(
+                model,
+                data,
+                channel_axis=channel_axis(image),
+                labels=self.classes.isChecked(),
+                probabilities=self.probabilities.isChecked(),
+                instances_of=instances,
+                device=self.session.device,
+            )
+        except UNetError as error:
+            show_error(f"Cannot predict: {error}")
+            return
+        self.predictor, self._image, self._slice = predictor, image, index
+        self.outputs = self._output_layers(image, predictor.outputs(), index is None)
+        self.progress.setValue(0)
+        self.last = None
+        self.status.setText(f"Predicting {image.name}…")
+        self.worker = _jobs.start(
+            predictor.run,
+            yielded=self._progress,
+            returned=self._predicted,
+            errored=self._failed,
+            finished=self._finished,
+        )
+        self._sync()
+
+    def _output_layers(self, image, result: Prediction, live: bool) -> dict[str, list]:
+        """Result layers by output, their data the arrays being filled (``live``), or zeros
+        of the image's shape, into which a slice is copied at the end."""
+        model, viewer = self.session.model, self.session.viewer
+        shape = spatial_shape(image)
+        place = placement(image)
+        wanted = []
+        if result.labels is not None:
+            wanted.append(("classes", f"{image.name}: U-Net classes", result.labels, None))
+        if result.probabilities is not None:
+            for label in range(2, model.n_classes + 1):
+                name = f"{image.name}: P({model.class_names[label - 1]})"
+                wanted.append(("probability", name, result.probabilities[label - 1], label))
+        if result.instances is not None:
+            name = f"{image.name}: {model.class_names[self.instance_class.currentData() - 1]}"
+            wanted.append(("instances", f"{name} objects", result.instances, None))
+        layers: dict[str, list] = {}
+        for kind, name, array, label in wanted:
+            existing = next((layer for layer in viewer.layers if layer.name == name), None)
+            if existing is not None and is_unedited_output(existing, kind, shape):
+                if live:
+                    existing.data = array
+                layers.setdefault(kind, []).append(existing)
+                continue
+            if existing is not None:
+                show_info(f"'{name}' was edited or is not a prediction: it is kept as it is.")
+            data = array if live else np.zeros(shape, dtype=array.dtype)
+            metadata = {OUTPUT_KEY: kind}
+            if kind == "probability":
+                layer = viewer.add_image(
+                    data,
+                    name=name,
+                    colormap=probability_colormap(label),
+                    contrast_limits=(0, 1),
+                    blending="additive",
+                    visible=label == 2,
+                    metadata=metadata,
+                    **place,
+                )
+            else:
+                layer = viewer.add_labels(
+                    data,
+                    name=name,
+                    colormap=class_colormap(background_visible=False)
+                    if kind == "classes"
+                    else None,
+                    metadata=metadata,
+                    **place,
+                )
+                layer.events.paint.connect(self._edited)
+            layers.setdefault(kind, []).append(layer)
+        if "classes" in layers:
+            self.last_classes = layers["classes"][0]
+        return layers
+
+    def _progress(self, progress: PredictProgress) -> None:
+        self.last = progress
+        self._show_later.poke()
+
+    def _show(self) -> None:
+        """Show the progress and the slices predicted so far."""
+        if self.last is None:
+            return
+        self.progress.setValue(round(self.last.fraction * 100))
+        self.status.setText(
+            f"{self.last.done} of {self.last.total} slices · {self.last.elapsed:.1f} s"
+        )
+        if self._slice is None:
+            for layer in self._layers():
+                layer.refresh()
+
+    def _predicted(self, result: Prediction) -> None:
+        self._show_later.stop()
+        self._show()
+        image = self._image.name if self._image is not None else "the image"
+        if not result.complete:
+            self.status.setText("Cancelled: the slices done so far are shown.")
+            return
+        if self._slice is not None:
+            self._copy_slice(result)
+        where = "" if self._slice is None else f", slice {self._slice}"
+        self.status.setText(f"Predicted {image}{where}.")
+
+    def _copy_slice(self, result: Prediction) -> None:
+        arrays = {
+            "classes": [result.labels],
+            "probability": list(result.probabilities[1:])
+            if result.probabilities is not None
+            else [],
+            "instances": [result.instances],
+        }
+        for kind, layers in self.outputs.items():
+            for layer, array in zip(layers, arrays[kind], strict=True):
+                layer.data[self._slice] = array
+                layer.refresh()
+
+    def _failed(self, error: BaseException) -> None:
+        _jobs.notify_error("Prediction failed", error)
+
+    def _finished(self) -> None:
+        self.predictor, self.worker, self._image = None, None, None
+        self._sync()
+
+    def _layers(self):
+        return [layer for layers in self.outputs.values() for layer in layers]
+
+    def _layer_removed(self, event) -> None:
+        if self.predictor is None:
+            return
+        if event.value is self._image or event.value in self._layers():
+            self.predictor.stop()
+            show_warning(f"Prediction cancelled: layer '{event.value.name}' was deleted.")
+
+    def _edited(self, event) -> None:
+        event.source.metadata[EDITED_KEY] = True
+
+    def copy_to_annotations(self) -> int:
+        """Copy the predicted classes of the slice in view into the unannotated pixels of
+        the annotation layer, as one undoable edit; return the number of pixels filled."""
+        source, target = self.last_classes, self.annotate.annotations()
+        if source is None or source not in self.session.viewer.layers:
+            show_error("Predict first: there is no class prediction to copy.")
+            return 0
+        if target is None:
+            show_error("Choose or create an annotation layer under Annotate first.")
+            return 0
+        if source.data.shape != target.data.shape:
+            show_error(
+                f"The prediction {source.data.shape} and the annotations "
+                f"{target.data.shape} have different shapes."
+            )
+            return 0
+        index = current_index(self.session.viewer, target) if target.ndim == 3 else None
+        window = () if index is None else (index,)
+        predicted = np.asarray(source.data[window])
+        free = (np.asarray(target.data[window]) == 0) & (predicted > 0)
+        where = np.nonzero(free)
+        if index is not None:
+            where = (np.full(len(where[0]), index), *where)
+        target.data_setitem(where, predicted[free])
+        show_info(
+            f"Copied {int(free.sum()):,} predicted pixels into '{target.name}'; existing "
+            "annotations were kept. Correct the mistakes with the brush and train again."
+        )
+        return int(free.sum())
+
+    def _sync(self) -> None:
+        model, running = self.session.model, self.worker is not None
+        self.instance_class.blockSignals(True)
+        chosen = self.instance_class.currentData()
+        self.instance_class.clear()
+        if model is not None:
+            for label in range(2, model.n_classes + 1):
+                self.instance_class.addItem(model.class_names[label - 1], label)
+            self.instance_class.setCurrentIndex(max(0, self.instance_class.findData(chosen)))
+        self.instance_class.blockSignals(False)
+        for button in (self.predict_button, self.slice_button):
+            button.setEnabled(model is not None and not running)
+        self.cancel_button.setEnabled(running)

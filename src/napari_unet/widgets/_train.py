@@ -1,0 +1,239 @@
+"""Train: a round of training in a thread worker, with a live loss plot and Stop."""
+
+import copy
+
+import numpy as np
+from napari.utils.notifications import show_error, show_info, show_warning
+from qtpy.QtWidgets import (
+    QCheckBox,
+    QComboBox,
+    QDoubleSpinBox,
+    QFormLayout,
+    QGroupBox,
+    QHBoxLayout,
+    QLabel,
+    QProgressBar,
+    QPushButton,
+    QVBoxLayout,
+)
+
+from ..errors import UNetError
+from ..segmenter import Segmenter
+from ..train import Trainer, TrainProgress, TrainSettings
+from . import _jobs
+from ._annotate import AnnotateSection
+from ._layers import channel_axis, class_names, image_data
+from ._plot import LossPlot
+from ._session import Session
+
+SIZES = {
+    "Auto for the device": (None, None),
+    "Small (depth 3, width 16)": (3, 16),
+    "Large (depth 4, width 32)": (4, 32),
+}
+DURATION_DEFAULTS = {"minutes": 2.0, "steps": 500}
+PROGRESS_SCALE = 1000
+
+
+class TrainSection(QGroupBox):
+    """Settings, Start/Stop, progress and the loss plot of training rounds."""
+
+    def __init__(self, session: Session, annotate: AnnotateSection, parent=None):
+        super().__init__("2 · Train", parent)
+        self.session, self.annotate = session, annotate
+        self.duration = QDoubleSpinBox(decimals=1, minimum=0.1, maximum=100000)
+        self.unit = QComboBox()
+        self.unit.addItems(list(DURATION_DEFAULTS))
+        self.unit.currentTextChanged.connect(self._unit_changed)
+        self._unit_changed(self.unit.currentText())
+        self.size = QComboBox()
+        self.size.addItems(list(SIZES))
+        self.size.setToolTip(
+            "Architecture of a new model: auto is small on the CPU, large on a GPU "
+            "(a continued model keeps its own)"
+        )
+        self.resume = QCheckBox("Continue from the current model")
+        self.resume.setToolTip("Fine-tune the current model instead of starting a new one")
+        self.resume.toggled.connect(self._sync)
+        self.start_button = QPushButton("Start")
+        self.start_button.clicked.connect(self.start)
+        self.stop_button = QPushButton("Stop")
+        self.stop_button.setToolTip("End the round now and keep the best weights")
+        self.stop_button.clicked.connect(self.stop)
+        self.progress = QProgressBar(maximum=PROGRESS_SCALE, textVisible=False)
+        self.status = QLabel("Annotate, then press Start.")
+        self.plot = LossPlot(session.viewer.theme, self)
+
+        duration = QHBoxLayout()
+        duration.addWidget(self.duration, 1)
+        duration.addWidget(self.unit)
+        form = QFormLayout()
+        form.addRow("Train for", duration)
+        form.addRow("Model size", self.size)
+        buttons = QHBoxLayout()
+        buttons.addWidget(self.start_button)
+        buttons.addWidget(self.stop_button)
+        layout = QVBoxLayout(self)
+        layout.addLayout(form)
+        layout.addWidget(self.resume)
+        layout.addLayout(buttons)
+        layout.addWidget(self.progress)
+        layout.addWidget(self.status)
+        layout.addWidget(self.plot)
+
+        self._show_later = _jobs.Throttle(self._show, parent=self)
+        self.trainer: Trainer | None = None
+        self.worker = None
+        self.last: TrainProgress | None = None
+        self._inputs: tuple = ()
+        self._had_model = False
+        session.changed.connect(self._sync)
+        session.viewer.layers.events.removed.connect(self._layer_removed)
+        self._sync()
+
+    def settings(self) -> TrainSettings:
+        """The round's settings from the controls."""
+        depth, width = SIZES[self.size.currentText()]
+        value = self.duration.value()
+        by_time = self.unit.currentText() == "minutes"
+        return TrainSettings(
+            steps=None if by_time else max(1, round(value)),
+            time_limit=value * 60 if by_time else None,
+            depth=depth,
+            width=width,
+            device=self.session.device,
+        )
+
+    def start(self) -> None:
+        """Start a round on the chosen image and a snapshot of its annotations."""
+        if self.worker is not None:
+            return
+        image, annotations = self.annotate.image(), self.annotate.annotations()
+        if image is None:
+            show_error("Training needs an image: open one and choose it under Annotate.")
+            return
+        if annotations is None:
+            show_error("Training needs annotations: click New under Annotate and paint.")
+            return
+        model = self.session.model
+        resume = model is not None and self.resume.isChecked()
+        try:
+            trainer = Trainer(
+                image_data(image),
+                np.array(annotations.data),
+                channel_axis=channel_axis(image),
+                settings=self.settings(),
+                segmenter=copy.deepcopy(model) if resume else None,
+                class_names=class_names(annotations),
+            )
+        except UNetError as error:
+            show_error(f"Cannot train: {error}")
+            return
+        self.trainer, self.last, self._inputs = trainer, None, (image, annotations)
+        self.plot.start_round()
+        self.progress.setValue(0)
+        self.status.setText("Preparing the annotated slices…")
+        self.worker = _jobs.start(
+            trainer.run,
+            yielded=self._progress,
+            returned=self._trained,
+            errored=self._failed,
+            finished=self._finished,
+        )
+        self.session.set_training(True)
+
+    def stop(self) -> None:
+        """End the round after the current step; the best weights are kept."""
+        if self.trainer is not None:
+            self.trainer.stop()
+            self.status.setText("Stopping after this step…")
+
+    def _progress(self, progress: TrainProgress) -> None:
+        self.last = progress
+        self.plot.add(progress)
+        self._show_later.poke()
+
+    def _show(self) -> None:
+        if self.last is not None:
+            self.progress.setValue(round(self.last.fraction * PROGRESS_SCALE))
+            self.status.setText(describe(self.last))
+        self.plot.update()
+
+    def _trained(self, segmenter: Segmenter) -> None:
+        if self.last is None:
+            show_info("Training stopped before its first step; the model is unchanged.")
+            return
+        self.session.set_model(segmenter)
+        dice = segmenter.history[-1].get("validation_dice")
+        score = "" if dice is None else f", best validation Dice {dice:.2f}"
+        show_info(f"Training round done: {self.last.step} steps{score}.")
+
+    def _failed(self, error: BaseException) -> None:
+        _jobs.notify_error("Training failed", error)
+
+    def _finished(self) -> None:
+        self.trainer, self.worker, self._inputs = None, None, ()
+        self._show_later.stop()
+        self._show()
+        if self.last is not None:
+            self.status.setText(f"Done: {summarize(self.last)}")
+        else:
+            self.status.setText("Not trained.")
+        self.session.set_training(False)
+
+    def _layer_removed(self, event) -> None:
+        if self.trainer is not None and event.value in self._inputs:
+            self.trainer.stop()
+            show_warning(
+                f"Training stopped: layer '{event.value.name}' was deleted. "
+                "The best weights so far are kept."
+            )
+
+    def _sync(self) -> None:
+        running, has_model = self.session.training, self.session.model is not None
+        if has_model and not self._had_model:
+            self.resume.setChecked(True)
+        self._had_model = has_model
+        self.resume.setEnabled(has_model and not running)
+        self.size.setEnabled(not (has_model and self.resume.isChecked()) and not running)
+        self.start_button.setEnabled(not running)
+        self.stop_button.setEnabled(running)
+        for control in (self.duration, self.unit):
+            control.setEnabled(not running)
+
+    def _unit_changed(self, unit: str) -> None:
+        self.duration.setDecimals(1 if unit == "minutes" else 0)
+        self.duration.setValue(DURATION_DEFAULTS[unit])
+
+
+def describe(progress: TrainProgress) -> str:
+    """E.g. "step 120/500 · loss 0.213 · Dice 0.87 — 0:45, about 1:15 left, 1.2 Mpx/s"."""
+    steps = f"/{progress.steps}" if progress.steps else ""
+    dice = "" if progress.validation_dice is None else f" · Dice {progress.validation_dice:.2f}"
+    left = remaining(progress)
+    left = "" if left is None else f", about {clock(left)} left"
+    return (
+        f"step {progress.step}{steps} · loss {progress.loss:.3f}{dice}\n"
+        f"{clock(progress.elapsed)} elapsed{left} · {progress.pixels_per_second / 1e6:.2f} Mpx/s"
+    )
+
+
+def summarize(progress: TrainProgress) -> str:
+    """E.g. "500 steps in 2:00 · loss 0.102 · Dice 0.91"."""
+    dice = "" if progress.validation_dice is None else f" · Dice {progress.validation_dice:.2f}"
+    return f"{progress.step} steps in {clock(progress.elapsed)} · loss {progress.loss:.3f}{dice}"
+
+
+def remaining(progress: TrainProgress) -> float | None:
+    """Seconds left by the time limit or the steps, whichever ends first."""
+    estimates = []
+    if progress.time_limit:
+        estimates.append(progress.time_limit - progress.elapsed)
+    if progress.steps and progress.step:
+        estimates.append(progress.elapsed / progress.step * (progress.steps - progress.step))
+    return max(0.0, min(estimates)) if estimates else None
+
+
+def clock(seconds: float) -> str:
+    minutes, seconds = divmod(round(seconds), 60)
+    return f"{minutes}:{seconds:02d}"
