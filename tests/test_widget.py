@@ -249,14 +249,23 @@ def test_cancel_prediction(make_napari_viewer, qtbot):
     assert not viewer.layers["stack: U-Net classes"].data[-1].any()
 
 
-def test_closing_the_viewer_mid_training_stops_the_worker(make_napari_viewer, qtbot, tiny):
+def test_closing_the_viewer_mid_training_and_prediction_stops_the_workers(
+    make_napari_viewer, qtbot, tiny
+):
     viewer = make_napari_viewer()
     viewer.open_sample("napari-unet", "nuclei_annotated")
     widget = UNetWidget(viewer)
     viewer.window.add_dock_widget(widget)
+    stack = np.stack([nuclei()[:96, :96]] * 200)
+    annotations = np.zeros(stack.shape, np.uint8)
+    annotations[0, :40], annotations[0, 40:50] = 1, 2
+    widget.session.set_model(tiny_model(stack, annotations))
+    widget.predict.image_combo.choose(viewer.add_image(stack, name="stack"))
     tiny(widget, TrainSettings(**{**vars(TINY), "steps": 100_000}))
     widget.train.start()
+    widget.predict.predict()
     qtbot.waitUntil(lambda: len(widget.train.plot.steps) >= 1, timeout=WAIT_MS)
+    assert widget.predict.worker is not None
     viewer.close()
     qtbot.waitUntil(lambda: QThreadPool.globalInstance().activeThreadCount() == 0, timeout=10_000)
 

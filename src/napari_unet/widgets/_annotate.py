@@ -13,12 +13,14 @@ from qtpy.QtWidgets import (
     QHeaderView,
     QLabel,
     QPushButton,
+    QSizePolicy,
     QTableWidget,
     QTableWidgetItem,
     QVBoxLayout,
 )
 
-from ..annotations import default_class_names
+from ..annotations import MAX_CLASSES, default_class_names
+from . import _jobs
 from ._combo import LayerCombo
 from ._layers import (
     CLASS_NAMES_KEY,
@@ -32,6 +34,7 @@ from ._layers import (
 from ._session import Session
 
 COLOR, LABEL, NAME, PIXELS, SLICES = range(5)
+NO_COUNTS = ({}, {}, 0, 1)
 ROW_HEIGHT = 24
 
 
@@ -76,6 +79,7 @@ class AnnotateSection(QGroupBox):
         self.add_button = QPushButton("Add class")
         self.add_button.clicked.connect(self.add_class)
         self.summary = QLabel()
+        self.summary.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
 
         choose = QHBoxLayout()
         choose.addWidget(self.annotations_combo, 1)
@@ -92,7 +96,10 @@ class AnnotateSection(QGroupBox):
         layout.addLayout(row)
 
         self._recount = QTimer(self, singleShot=True, interval=250)
-        self._recount.timeout.connect(self.refresh)
+        self._recount.timeout.connect(self.recount)
+        self._counts = NO_COUNTS
+        self._counter = None
+        self._stale = False
         self._layer: Labels | None = None
         self.annotations_combo.currentIndexChanged.connect(self._annotations_chosen)
         self._annotations_chosen()
@@ -135,7 +142,25 @@ class AnnotateSection(QGroupBox):
         layer.selected_label = len(names)
         self.refresh()
 
-    def refresh(self, event=None) -> None:
+    def recount(self) -> None:
+        """Count the annotated pixels again, in a thread: numpy releases the GIL while it
+        counts, where a large stack would block napari for a second."""
+        if self._counter is not None:
+            self._stale = True
+            return
+        if self._layer is None:
+            self._counts = NO_COUNTS
+            self.refresh()
+            return
+        self._counter = _jobs.start(
+            annotation_counts,
+            self._layer.data,
+            returned=self._counted,
+            errored=self._count_failed,
+            finished=self._count_finished,
+        )
+
+    def refresh(self) -> None:
         """Show every class with its colour, name and how much of it is annotated."""
         layer = self.annotations()
         self.table.blockSignals(True)
@@ -143,8 +168,9 @@ class AnnotateSection(QGroupBox):
         if layer is None:
             self.summary.setText("No annotations yet: click New.")
         else:
-            pixels, slices, annotated, total = annotation_counts(layer.data)
-            names = class_names(layer, max(pixels, default=0))
+            pixels, slices, annotated, total = self._counts
+            highest = max(pixels, default=0)
+            names = class_names(layer, min(highest, MAX_CLASSES))
             self.table.setRowCount(len(names))
             for row, name in enumerate(names):
                 label = row + 1
@@ -162,8 +188,10 @@ class AnnotateSection(QGroupBox):
                     if column in (LABEL, PIXELS, SLICES):
                         item.setTextAlignment(Qt.AlignmentFlag.AlignRight)
                     self.table.setItem(row, column, item)
-            where = f" in {annotated} of {total} slices" if total > 1 else ""
-            self.summary.setText(f"{sum(pixels.values()):,} pixels annotated{where}.")
+            where = f" in {annotated} of {total} slices" if total > 1 else " annotated"
+            self.summary.setText(f"{sum(pixels.values()):,} pixels{where}")
+            if highest > MAX_CLASSES:
+                self.summary.setText(f"Ids up to {highest}: instance labels, not classes?")
             self.table.setColumnHidden(SLICES, total == 1)
             self._select_row(layer.selected_label)
         self.table.blockSignals(False)
@@ -179,7 +207,9 @@ class AnnotateSection(QGroupBox):
             for emitter in self._watched(self._layer):
                 emitter.connect(self._changed)
             self._layer.events.selected_label.connect(self._label_selected)
+        self._counts = NO_COUNTS
         self.refresh()
+        self.recount()
 
     @staticmethod
     def _watched(layer: Labels):
@@ -187,6 +217,20 @@ class AnnotateSection(QGroupBox):
 
     def _changed(self, event=None) -> None:
         self._recount.start()
+
+    def _counted(self, counts) -> None:
+        if not self._stale:
+            self._counts = counts
+            self.refresh()
+
+    def _count_failed(self, error: BaseException) -> None:
+        _jobs.notify_error("Counting the annotations failed", error)
+
+    def _count_finished(self) -> None:
+        self._counter = None
+        if self._stale:
+            self._stale = False
+            self.recount()
 
     def _label_selected(self, event=None) -> None:
         if self._layer is not None:

@@ -1,6 +1,7 @@
 """Engine generators in napari thread workers, with errors turned into notifications."""
 
 import functools
+import inspect
 import os
 import threading
 
@@ -8,19 +9,21 @@ import torch
 from napari.qt.threading import create_worker
 from napari.utils.notifications import notification_manager, show_error
 from qtpy.QtCore import QTimer
-from superqt.utils import GeneratorWorker
+from superqt.utils import FunctionWorker, GeneratorWorker, WorkerBase
 
 from ..device import is_out_of_memory
 from ..errors import UNetError
 
 
-def start(run, **handlers) -> GeneratorWorker:
-    """Run the generator function ``run`` in a thread; ``handlers`` maps signals to slots.
+def start(run, *args, **handlers) -> WorkerBase:
+    """Run ``run(*args)``, a generator function or not, in a thread; ``handlers`` maps the
+    worker's signals to slots.
 
     Connect slots that are methods of Qt widgets: they are dropped when the widget is deleted.
-    The plain superqt worker class is used so that errors reach ``handlers["errored"]`` alone.
+    The plain superqt worker classes are used so that errors reach ``handlers["errored"]``.
     """
-    return create_worker(run, _worker_class=GeneratorWorker, _connect=handlers, _start_thread=True)
+    kind = GeneratorWorker if inspect.isgeneratorfunction(run) else FunctionWorker
+    return create_worker(run, *args, _worker_class=kind, _connect=handlers, _start_thread=True)
 
 
 class Throttle(QTimer):

@@ -1,6 +1,6 @@
 """The U-Net dock widget: annotate, train, keep the model, predict, in one scrollable column."""
 
-from qtpy.QtCore import Qt
+from qtpy.QtCore import QEvent, QSize, Qt
 from qtpy.QtWidgets import QFrame, QScrollArea, QSizePolicy, QVBoxLayout, QWidget
 
 from . import _jobs
@@ -9,6 +9,27 @@ from ._model import ModelSection
 from ._predict import PredictSection
 from ._session import Session
 from ._train import TrainSection
+
+
+class VerticalScroll(QScrollArea):
+    """Scrolls vertically only; as wide as the sections need, also when they grow."""
+
+    def __init__(self, parent=None):
+        super().__init__(parent)
+        self.setWidgetResizable(True)
+        self.setFrameShape(QFrame.Shape.NoFrame)
+        self.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+
+    def minimumSizeHint(self) -> QSize:
+        width = (
+            self.widget().minimumSizeHint().width() + self.verticalScrollBar().sizeHint().width()
+        )
+        return QSize(width, super().minimumSizeHint().height())
+
+    def eventFilter(self, watched, event) -> bool:
+        if watched is self.widget() and event.type() == QEvent.Type.LayoutRequest:
+            self.updateGeometry()
+        return super().eventFilter(watched, event)
 
 
 class UNetWidget(QWidget):
@@ -31,14 +52,8 @@ class UNetWidget(QWidget):
             section.setSizePolicy(QSizePolicy.Policy.Preferred, QSizePolicy.Policy.Fixed)
             sections.addWidget(section)
         sections.addStretch(1)
-        scroll = QScrollArea()
-        scroll.setWidgetResizable(True)
-        scroll.setFrameShape(QFrame.Shape.NoFrame)
-        scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        scroll = VerticalScroll()
         scroll.setWidget(column)
-        scroll.setMinimumWidth(
-            column.minimumSizeHint().width() + scroll.verticalScrollBar().sizeHint().width()
-        )
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
         layout.addWidget(scroll)

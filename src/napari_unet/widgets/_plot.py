@@ -37,7 +37,7 @@ class LossPlot(QWidget):
         self.background = QColor(colors.background.as_hex())
         self.text = QColor(colors.text.as_hex())
         self.frame = QColor(colors.primary.as_hex())
-        self.setMinimumHeight(170)
+        self.setMinimumHeight(150)
         self.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Fixed)
         self.steps: list[int] = []
         self.losses: list[float] = []

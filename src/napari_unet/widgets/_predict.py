@@ -13,6 +13,7 @@ from qtpy.QtWidgets import (
     QLabel,
     QProgressBar,
     QPushButton,
+    QSizePolicy,
     QVBoxLayout,
 )
 
@@ -67,6 +68,7 @@ class PredictSection(QGroupBox):
         self.copy_button.clicked.connect(self.copy_to_annotations)
         self.progress = QProgressBar(textVisible=False)
         self.status = QLabel()
+        self.status.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
 
         form = QFormLayout()
         form.addRow("Image", self.image_combo)
@@ -88,6 +90,7 @@ class PredictSection(QGroupBox):
 
         self._show_later = _jobs.Throttle(self._show, parent=self)
         self.last: PredictProgress | None = None
+        self._fresh: set[int] = set()
         self.predictor: Predictor | None = None
         self.worker = None
         self.outputs: dict[str, list] = {}
@@ -214,19 +217,22 @@ class PredictSection(QGroupBox):
 
     def _progress(self, progress: PredictProgress) -> None:
         self.last = progress
+        self._fresh.add(progress.index)
         self._show_later.poke()
 
     def _show(self) -> None:
-        """Show the progress and the slices predicted so far."""
+        """Show the progress, and redraw the result layers where a slice in view is new."""
         if self.last is None:
             return
         self.progress.setValue(round(self.last.fraction * 100))
         self.status.setText(
             f"{self.last.done} of {self.last.total} slices · {self.last.elapsed:.1f} s"
         )
-        if self._slice is None:
-            for layer in self._layers():
+        viewer = self.session.viewer
+        for layer in self._layers() if self._slice is None else ():
+            if viewer.dims.ndisplay == 3 or current_index(viewer, layer) in self._fresh:
                 layer.refresh()
+        self._fresh.clear()
 
     def _predicted(self, result: Prediction) -> None:
         self._show_later.stop()

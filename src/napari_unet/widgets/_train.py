@@ -14,6 +14,7 @@ from qtpy.QtWidgets import (
     QLabel,
     QProgressBar,
     QPushButton,
+    QSizePolicy,
     QVBoxLayout,
 )
 
@@ -62,6 +63,7 @@ class TrainSection(QGroupBox):
         self.stop_button.clicked.connect(self.stop)
         self.progress = QProgressBar(maximum=PROGRESS_SCALE, textVisible=False)
         self.status = QLabel("Annotate, then press Start.")
+        self.status.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
         self.plot = LossPlot(session.viewer.theme, self)
 
         duration = QHBoxLayout()
@@ -176,7 +178,7 @@ class TrainSection(QGroupBox):
         self._show_later.stop()
         self._show()
         if self.last is not None:
-            self.status.setText(f"Done: {summarize(self.last)}")
+            self.status.setText(summarize(self.last))
         else:
             self.status.setText("Not trained.")
         self.session.set_training(False)
@@ -219,9 +221,11 @@ def describe(progress: TrainProgress) -> str:
 
 
 def summarize(progress: TrainProgress) -> str:
-    """E.g. "500 steps in 2:00 · loss 0.102 · Dice 0.91"."""
+    """E.g. "Done: 500 steps in 2:00" and "loss 0.102 · Dice 0.91" below."""
     dice = "" if progress.validation_dice is None else f" · Dice {progress.validation_dice:.2f}"
-    return f"{progress.step} steps in {clock(progress.elapsed)} · loss {progress.loss:.3f}{dice}"
+    return (
+        f"Done: {progress.step} steps in {clock(progress.elapsed)}\nloss {progress.loss:.3f}{dice}"
+    )
 
 
 def remaining(progress: TrainProgress) -> float | None:
