@@ -9,6 +9,7 @@ import torch
 from napari.utils.notifications import notification_manager
 from qtpy.QtCore import QThreadPool, QTimer
 
+from napari_unet import predict as predict_module
 from napari_unet.samples import nuclei
 from napari_unet.train import Trainer, TrainSettings
 from napari_unet.widgets import UNetWidget
@@ -76,6 +77,17 @@ def stack_image():
     """Three 96x96 crops of the nuclei sample as a (Z, Y, X) stack."""
     image = nuclei()
     return np.stack([image[:96, :96], image[100:196, 100:196], image[300:396, 200:296]])
+
+
+def long_stack(viewer, widget: UNetWidget, slices: int = 200):
+    """A stack long enough to cancel, with a tiny model for it; returns the image layer."""
+    stack = np.stack([nuclei()[:96, :96]] * slices)
+    annotations = np.zeros(stack.shape, np.uint8)
+    annotations[0, :40], annotations[0, 40:50] = 1, 2
+    widget.session.set_model(tiny_model(stack[:1], annotations[:1]))
+    layer = viewer.add_image(stack, name="stack")
+    widget.predict.image_combo.choose(layer)
+    return layer
 
 
 def test_manifest_names_the_plugin(dock):
@@ -234,19 +246,25 @@ def test_stop_keeps_the_best_weights(dock, qtbot, tiny):
 
 def test_cancel_prediction(make_napari_viewer, qtbot):
     viewer = make_napari_viewer()
-    image = nuclei()
-    stack = np.stack([image[:96, :96]] * 200)
-    annotations = np.zeros(stack.shape, np.uint8)
-    annotations[0, :40], annotations[0, 40:50] = 1, 2
-    viewer.add_image(stack, name="stack")
     widget = UNetWidget(viewer)
-    widget.session.set_model(tiny_model(stack, annotations))
+    long_stack(viewer, widget)
     widget.predict.predict()
     qtbot.waitUntil(lambda: widget.predict.progress.value() > 0, timeout=WAIT_MS)
     widget.predict.cancel()
     qtbot.waitUntil(lambda: widget.predict.worker is None, timeout=WAIT_MS)
     assert "Cancelled" in widget.predict.status.text()
     assert not viewer.layers["stack: U-Net classes"].data[-1].any()
+
+
+def test_deleting_the_image_stops_prediction(make_napari_viewer, qtbot, notes):
+    viewer = make_napari_viewer()
+    widget = UNetWidget(viewer)
+    layer = long_stack(viewer, widget)
+    widget.predict.predict()
+    qtbot.waitUntil(lambda: widget.predict.progress.value() > 0, timeout=WAIT_MS)
+    viewer.layers.remove(layer)
+    qtbot.waitUntil(lambda: widget.predict.worker is None, timeout=WAIT_MS)
+    assert "Prediction cancelled: layer 'stack' was deleted" in messages(notes)
 
 
 def test_closing_the_viewer_mid_training_and_prediction_stops_the_workers(
@@ -256,11 +274,7 @@ def test_closing_the_viewer_mid_training_and_prediction_stops_the_workers(
     viewer.open_sample("napari-unet", "nuclei_annotated")
     widget = UNetWidget(viewer)
     viewer.window.add_dock_widget(widget)
-    stack = np.stack([nuclei()[:96, :96]] * 200)
-    annotations = np.zeros(stack.shape, np.uint8)
-    annotations[0, :40], annotations[0, 40:50] = 1, 2
-    widget.session.set_model(tiny_model(stack, annotations))
-    widget.predict.image_combo.choose(viewer.add_image(stack, name="stack"))
+    long_stack(viewer, widget)
     tiny(widget, TrainSettings(**{**vars(TINY), "steps": 100_000}))
     widget.train.start()
     widget.predict.predict()
@@ -323,6 +337,11 @@ def test_errors_are_notifications(make_napari_viewer, qtbot, tiny, notes):
     widget.predict.image_combo.choose(viewer.layers["rgb"])
     widget.predict.predict()
     assert "expects 1 channel(s) but the image has 3" in messages(notes)
+    notes.clear()
+    widget.annotate.image_combo.choose(viewer.layers["rgb"])
+    widget.annotate.annotations_combo.choose(widget.annotate.new_annotations())
+    widget.train.start()
+    assert "expects 1 channel(s) but the image has 3" in messages(notes)
 
 
 def test_deleting_a_layer_stops_training(dock, qtbot, tiny, notes):
@@ -335,7 +354,14 @@ def test_deleting_a_layer_stops_training(dock, qtbot, tiny, notes):
     assert "was deleted" in messages(notes)
 
 
-def test_out_of_memory_is_a_notification(dock, qtbot, tiny, notes, monkeypatch):
+class OutOfMemory(torch.nn.Module):
+    """A network that never fits on the device."""
+
+    def forward(self, x):
+        raise torch.OutOfMemoryError("CUDA out of memory")
+
+
+def test_out_of_memory_training_is_a_notification(dock, qtbot, tiny, notes, monkeypatch):
     viewer, widget = dock
     tiny(widget)
 
@@ -346,3 +372,14 @@ def test_out_of_memory_is_a_notification(dock, qtbot, tiny, notes, monkeypatch):
     train(qtbot, widget)
     assert "out of memory" in messages(notes)
     assert widget.session.model is None
+    assert "failed" in widget.train.status.text()
+
+
+def test_out_of_memory_predicting_is_a_notification(dock, qtbot, tiny, notes, monkeypatch):
+    viewer, widget = dock
+    tiny(widget)
+    train(qtbot, widget)
+    monkeypatch.setattr(predict_module, "prepare", lambda net, device: OutOfMemory())
+    predict(qtbot, widget)
+    assert "out of memory" in messages(notes)
+    assert "failed" in widget.predict.status.text()

@@ -97,6 +97,8 @@ class AnnotateSection(QGroupBox):
 
         self._recount = QTimer(self, singleShot=True, interval=250)
         self._recount.timeout.connect(self.recount)
+        self._refresh_later = QTimer(self, singleShot=True, interval=250)
+        self._refresh_later.timeout.connect(self.refresh)
         self._counts = NO_COUNTS
         self._counter = None
         self._stale = False
@@ -162,6 +164,9 @@ class AnnotateSection(QGroupBox):
 
     def refresh(self) -> None:
         """Show every class with its colour, name and how much of it is annotated."""
+        if self.table.state() == QAbstractItemView.State.EditingState:
+            self._refresh_later.start()
+            return
         layer = self.annotations()
         self.table.blockSignals(True)
         self.table.setRowCount(0)

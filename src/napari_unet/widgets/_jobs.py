@@ -1,4 +1,5 @@
-"""Engine generators in napari thread workers, with errors turned into notifications."""
+"""Running the engine beside napari: thread workers, error notifications, throttled updates
+and the CPU threads left to napari."""
 
 import functools
 import inspect

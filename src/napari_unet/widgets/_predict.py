@@ -260,6 +260,7 @@ class PredictSection(QGroupBox):
                 layer.refresh()
 
     def _failed(self, error: BaseException) -> None:
+        self.status.setText("Prediction failed: see the notification.")
         _jobs.notify_error("Prediction failed", error)
 
     def _finished(self) -> None:

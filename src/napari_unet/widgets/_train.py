@@ -87,6 +87,7 @@ class TrainSection(QGroupBox):
         self.trainer: Trainer | None = None
         self.worker = None
         self.last: TrainProgress | None = None
+        self._outcome = ""
         self._inputs: tuple = ()
         self._had_model = False
         session.changed.connect(self._sync)
@@ -122,7 +123,7 @@ class TrainSection(QGroupBox):
         try:
             trainer = Trainer(
                 image_data(image),
-                np.array(annotations.data),
+                np.array(image_data(annotations)),
                 channel_axis=channel_axis(image),
                 settings=self.settings(),
                 segmenter=copy.deepcopy(model) if resume else None,
@@ -132,6 +133,7 @@ class TrainSection(QGroupBox):
             show_error(f"Cannot train: {error}")
             return
         self.trainer, self.last, self._inputs = trainer, None, (image, annotations)
+        self._outcome = "Not trained."
         self.plot.start_round()
         self.progress.setValue(0)
         self.status.setText("Preparing the annotated slices…")
@@ -166,21 +168,20 @@ class TrainSection(QGroupBox):
             show_info("Training stopped before its first step; the model is unchanged.")
             return
         self.session.set_model(segmenter)
+        self._outcome = summarize(self.last)
         dice = segmenter.history[-1].get("validation_dice")
         score = "" if dice is None else f", best validation Dice {dice:.2f}"
         show_info(f"Training round done: {self.last.step} steps{score}.")
 
     def _failed(self, error: BaseException) -> None:
+        self._outcome = "Training failed: see the notification."
         _jobs.notify_error("Training failed", error)
 
     def _finished(self) -> None:
         self.trainer, self.worker, self._inputs = None, None, ()
         self._show_later.stop()
         self._show()
-        if self.last is not None:
-            self.status.setText(summarize(self.last))
-        else:
-            self.status.setText("Not trained.")
+        self.status.setText(self._outcome)
         self.session.set_training(False)
 
     def _layer_removed(self, event) -> None:
