@@ -1,0 +1,119 @@
+"""Regenerate the user guide's screenshots: the annotate -> train -> predict -> correct loop.
+
+Usage: xvfb-run -a -s "-screen 0 1600x1200x24" .venv/bin/python docs/screenshots.py
+
+The nuclei sample ships with the plugin; the stack shot uses the Huh7 time-lapse from
+../shared/data/ctc-huh7 and is skipped when it is not there.
+"""
+
+import time
+from pathlib import Path
+
+import napari
+import numpy as np
+import tifffile
+from qtpy.QtCore import QEventLoop, QTimer
+from scipy import ndimage
+
+from napari_unet.annotations import from_instances
+from napari_unet.widgets._layers import CLASS_NAMES_KEY, class_colormap
+
+DOCS = Path(__file__).resolve().parent
+HUH7 = DOCS.parent.parent / "shared" / "data" / "ctc-huh7"
+
+
+def wait(seconds: float, until=lambda: False) -> None:
+    """Run napari's event loop for ``seconds`` or until ``until()``."""
+    end = time.perf_counter() + seconds
+    while time.perf_counter() < end and not until():
+        loop = QEventLoop()
+        QTimer.singleShot(50, loop.quit)
+        loop.exec()
+
+
+def shot(viewer, name: str) -> None:
+    viewer.reset_view()
+    wait(1.0)
+    viewer.screenshot(DOCS / name, canvas_only=False)
+    print(f"wrote docs/{name}")
+
+
+def open_viewer():
+    viewer = napari.Viewer(title="napari-unet")
+    viewer.window.resize(1500, 1000)
+    return viewer
+
+
+def nuclei_loop() -> None:
+    viewer = open_viewer()
+    viewer.open_sample("napari-unet", "nuclei_annotated")
+    _, widget = viewer.window.add_plugin_dock_widget("napari-unet", "U-Net")
+    annotations = viewer.layers["nuclei annotations"]
+    annotations.mode = "paint"
+    annotations.selected_label = 2
+    shot(viewer, "1-annotate.png")
+
+    widget.train.duration.setValue(1.0)
+    widget.train.start()
+    wait(30)
+    shot(viewer, "2-train.png")
+    wait(120, lambda: widget.train.worker is None)
+
+    annotations.visible = False
+    widget.predict.predict()
+    wait(60, lambda: widget.predict.worker is None)
+    viewer.layers.selection.active = viewer.layers["nuclei: U-Net classes"]
+    shot(viewer, "3-predict.png")
+
+    widget.predict.copy_to_annotations()
+    annotations.visible = True
+    viewer.layers["nuclei: U-Net classes"].visible = False
+    viewer.layers.selection.active = annotations
+    annotations.mode = "paint"
+    annotations.selected_label = 1
+    widget.train.duration.setValue(0.5)
+    widget.train.start()
+    wait(20)
+    shot(viewer, "4-correct-and-train-again.png")
+    wait(120, lambda: widget.train.worker is None)
+    viewer.close()
+
+
+def stack_prediction() -> None:
+    if not HUH7.exists():
+        print("skipped the stack shot: ../shared/data/ctc-huh7 is missing")
+        return
+    image = tifffile.imread(HUH7 / "image.tif")
+    instances = tifffile.imread(HUH7 / "instances_slice20.tif")
+    frame = np.zeros(image.shape, np.uint8)
+    cells = from_instances(instances)
+    frame[20][instances > 0] = cells[instances > 0]
+    smooth = ndimage.gaussian_filter(image[20].astype(np.float32), 2)
+    dark = ndimage.distance_transform_edt(smooth < 8) > 6
+    stripes = (np.arange(image.shape[1]) % 48 < 6)[:, None]
+    frame[20][dark & stripes & (instances == 0)] = 1
+    viewer = open_viewer()
+    viewer.add_image(image, name="huh7", colormap="gray")
+    _, widget = viewer.window.add_plugin_dock_widget("napari-unet", "U-Net")
+    viewer.add_labels(
+        frame,
+        name="huh7 annotations",
+        colormap=class_colormap(),
+        metadata={CLASS_NAMES_KEY: ["background", "cell"]},
+    )
+    widget.annotate.annotations_combo.choose(viewer.layers["huh7 annotations"])
+    widget.train.duration.setValue(1.0)
+    widget.train.start()
+    wait(180, lambda: widget.train.worker is None)
+    viewer.layers["huh7 annotations"].visible = False
+    viewer.dims.set_current_step(0, 12)
+    widget.predict.predict()
+    wait(120, lambda: widget.predict.last is not None and widget.predict.last.done >= 14)
+    shot(viewer, "5-predict-a-stack.png")
+    wait(300, lambda: widget.predict.worker is None)
+    viewer.close()
+
+
+if __name__ == "__main__":
+    nuclei_loop()
+    stack_prediction()
