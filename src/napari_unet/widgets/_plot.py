@@ -85,7 +85,10 @@ class LossPlot(QWidget):
             painter.drawLine(point(step, 0, 1), point(step, 1, 1))
 
         def curve(steps: list[int], values: list[float], high: float) -> list[QPointF]:
-            return [point(s, v, high) for s, v in zip(steps, values, strict=True)]
+            """Points to draw, at most about two per pixel of width."""
+            stride = max(1, len(steps) // max(1, 2 * round(area.width())))
+            pairs = zip(steps[::stride], values[::stride], strict=True)
+            return [point(s, v, high) for s, v in pairs]
 
         faint = QColor(LOSS_COLOR)
         faint.setAlphaF(0.35)
@@ -117,10 +120,10 @@ class LossPlot(QWidget):
             box = QRectF(x - 30, area.bottom() + 2, 60, height)
             label = tick_label(fraction * last_step) + (" steps" if fraction == 1 else "")
             painter.drawText(box, Qt.AlignmentFlag.AlignHCenter, label)
-        painter.setPen(LOSS_COLOR)
-        painter.drawText(QRectF(area.left(), 0, area.width(), area.top()), "loss")
-        painter.setPen(DICE_COLOR)
         title = QRectF(area.left(), 0, area.width(), area.top())
+        painter.setPen(LOSS_COLOR)
+        painter.drawText(title, Qt.AlignmentFlag.AlignLeft, "loss")
+        painter.setPen(DICE_COLOR)
         painter.drawText(title, Qt.AlignmentFlag.AlignRight, "validation Dice")
 
     @staticmethod
