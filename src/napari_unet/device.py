@@ -35,7 +35,8 @@ def describe(device: torch.device) -> str:
     if device.type == "mps":
         return "Apple MPS"
     precision = ", bf16" if cpu_has_bf16() else ""
-    return f"CPU ({torch.get_num_threads()} threads{precision})"
+    threads = torch.get_num_threads()
+    return f"CPU ({threads} thread{'s' if threads > 1 else ''}{precision})"
 
 
 def _mps_available() -> bool:
