@@ -16,6 +16,9 @@ from torch import nn
 
 REPO = Path(__file__).resolve().parent.parent
 DATA = REPO.parent / "shared" / "data"
+THREADS = torch.get_num_threads()
+PLUGIN_THREADS = max(1, min(THREADS, os.cpu_count() or 1) - 1)
+"""torch's default thread count, and the plugin's: one fewer, leaving a core to napari."""
 
 
 def machine() -> str:
@@ -35,7 +38,7 @@ def machine() -> str:
     return (
         f"{model}, {os.cpu_count()} cores{', AVX512-BF16' if bf16 else ''}; "
         f"torch {torch.__version__}, {torch.get_num_threads()} threads; "
-        "GPU: none lent to this session (no GPU numbers)"
+        "GPU: none on this machine (no GPU numbers)"
     )
 
 

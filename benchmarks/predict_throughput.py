@@ -11,7 +11,6 @@ Usage: .venv/bin/python benchmarks/predict_throughput.py [--data ../shared/data]
 
 import argparse
 import json
-import resource
 import subprocess
 import sys
 import tempfile
@@ -23,7 +22,19 @@ import numpy as np
 import tifffile
 import torch
 import zarr
-from _common import DATA, QUIET, OtherLoad, ReferenceUNet, machine, median, table
+from _common import (
+    DATA,
+    PLUGIN_THREADS,
+    QUIET,
+    THREADS,
+    OtherLoad,
+    ReferenceUNet,
+    machine,
+    median,
+    table,
+)
+from torch import nn
+from torch.nn.utils.fusion import fuse_conv_bn_eval
 
 from napari_unet.io import load_model, save_model
 from napari_unet.predict import predict
@@ -36,14 +47,31 @@ VARIANTS = {
     "ours-batch1": ("ours, batch 1", 30, {"batch_size": 1}),
     "ours-batch4": ("ours, batch 4", 30, {"batch_size": 4}),
     "ours-tile256": ("ours, 256² tiles", 30, {"tile_size": 256}),
-    "ours-1thread": ("ours, 1 thread", 30, {"threads": 1}),
+    "ours-folded": ("ours + BN folded into convs (prototype)", 30, {"fold": True}),
+    "ours-folded-batch1": (
+        "ours + BN folded, batch 1 (prototype)",
+        30,
+        {"fold": True, "batch_size": 1},
+    ),
     "ours-120": ("ours, 120 slices (numpy in, numpy out)", 120, {}),
     "ours-120-lazy": ("ours, 120 slices (dask in, zarr store out)", 120, {}),
+    "reference-plugin": ("naive reference, the plugin's threads", 30, {"threads": PLUGIN_THREADS}),
+    "ours-plugin": (
+        "**ours, the plugin's threads** (one fewer than the cores)",
+        30,
+        {"threads": PLUGIN_THREADS},
+    ),
 }
 
 
-def rss_mib() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+def rss_mib(field: str) -> float:
+    """VmRSS (now) or VmHWM (peak) of this process in MiB; unlike getrusage's maximum, the
+    peak is not inherited from the parent that forked this process."""
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith(field + ":"):
+                return int(line.split()[1]) / 1024
+    raise RuntimeError(f"no {field} in /proc/self/status")
 
 
 def read_stack(data: Path, slices: int, lazy: bool):
@@ -61,13 +89,15 @@ def child(args) -> None:
     name = args.child
     _, slices, options = VARIANTS[name]
     options = dict(options)
-    torch.set_num_threads(options.pop("threads", 2))
+    torch.set_num_threads(options.pop("threads", THREADS))
     segmenter = load_model(args.model)
-    baseline = rss_mib()
+    if options.pop("fold", False):
+        fold_batch_norm(segmenter.net)
+    baseline = rss_mib("VmRSS")
     lazy = name.endswith("lazy")
     stack = read_stack(args.data, slices, lazy)
     start = time.perf_counter()
-    if name == "reference":
+    if name.startswith("reference"):
         labels = reference_predict(segmenter, stack)
     else:
         store = Path(args.out).with_suffix(".zarr") if lazy else None
@@ -76,8 +106,24 @@ def child(args) -> None:
     held = 0 if lazy else stack.nbytes + labels.nbytes
     if slices == 30:
         np.save(args.out, np.asarray(labels))
-    result = {"seconds": seconds, "peak": rss_mib(), "baseline": baseline, "held": held / 2**20}
+    result = {
+        "seconds": seconds,
+        "peak": rss_mib("VmHWM"),
+        "baseline": baseline,
+        "held": held / 2**20,
+    }
     print(json.dumps(result))
+
+
+def fold_batch_norm(net: nn.Module) -> None:
+    """Fold each eval-mode batch norm into the convolution before it, in place."""
+    net.eval()
+    for block in net.modules():
+        if isinstance(block, nn.Sequential):
+            for i in range(len(block) - 1):
+                if isinstance(block[i], nn.Conv2d) and isinstance(block[i + 1], nn.BatchNorm2d):
+                    block[i] = fuse_conv_bn_eval(block[i], block[i + 1])
+                    block[i + 1] = nn.Identity()
 
 
 def reference_predict(segmenter, stack: np.ndarray) -> np.ndarray:
@@ -165,16 +211,19 @@ def main() -> None:
 
 
 def report(runs: dict, agreement: dict) -> str:
-    seconds = {}
+    quiet = {
+        name: [r for r, q in results if q] or [r for r, _ in results]
+        for name, results in runs.items()
+    }
+    seconds = {name: median([r["seconds"] for r in kept]) for name, kept in quiet.items()}
     rows = []
     for name, results in runs.items():
-        quiet = [r for r, q in results if q] or [r for r, _ in results]
         title, slices, _ = VARIANTS[name]
-        seconds[name] = median([r["seconds"] for r in quiet])
         megapixels = slices * 512 * 512 / 1e6
-        ratio = (megapixels / seconds[name]) / (30 * 512 * 512 / 1e6 / seconds["reference"])
-        peak = median([r["peak"] for r in quiet])
-        working = median([r["peak"] - r["baseline"] - r["held"] for r in quiet])
+        baseline = "reference-plugin" if name.endswith("plugin") else "reference"
+        ratio = (megapixels / seconds[name]) / (30 * 512 * 512 / 1e6 / seconds[baseline])
+        peak = median([r["peak"] for r in quiet[name]])
+        working = median([r["peak"] - r["baseline"] - r["held"] for r in quiet[name]])
         rows.append(
             [
                 title,

@@ -1,6 +1,6 @@
 """Time to a useful model: the U-Net after 30, 60 and 120 s of CPU training vs. a random forest.
 
-The DSB2018 nuclei image shipped with the package (the same file as ../shared/data/dsb2018-nuclei)
+The DSB2018 nuclei image shipped with the package (the pixels of ../shared/data/dsb2018-nuclei)
 is annotated on rows 0-127 (napari_unet.annotations.from_instances: 1 = background,
 2 = nucleus, touching nuclei separated by a background line), or with a few scribbled strokes
 per class inside those rows. Each U-Net is a separate training round with that time limit,
@@ -25,7 +25,7 @@ import time
 
 import numpy as np
 import torch
-from _common import QUIET, OtherLoad, machine, table
+from _common import PLUGIN_THREADS, QUIET, OtherLoad, machine, table
 from scipy import ndimage
 from skimage.feature import multiscale_basic_features
 from skimage.future import fit_segmenter, predict_segmenter
@@ -40,7 +40,6 @@ from napari_unet.train import Trainer, TrainSettings
 ANNOTATED_ROWS = 128
 SCORED_ROWS = slice(160, None)
 NUCLEUS = 2
-PLUGIN_THREADS = max(1, min(torch.get_num_threads(), os.cpu_count() or 1) - 1)
 
 
 def scribbles(annotations: np.ndarray, instances: np.ndarray) -> np.ndarray:
@@ -89,16 +88,19 @@ def scores(labels: np.ndarray, objects: np.ndarray, instances: np.ndarray) -> di
 
 
 def train_unet(image, annotations, settings: TrainSettings) -> tuple:
-    """One training round; returns the segmenter, the steps done and the other load."""
-    trainer = Trainer(image, annotations, settings=settings)
-    run = trainer.run()
-    steps = 0
+    """One training round: the segmenter, the steps done, the step whose weights were kept
+    (the last improvement the trainer reported) and the other processes' load."""
+    run = Trainer(image, annotations, settings=settings).run()
+    steps = kept = 0
     with OtherLoad() as load:
         while True:
             try:
-                steps = next(run).step
+                progress = next(run)
             except StopIteration as done:
-                return done.value, steps, load
+                return done.value, steps, kept, load
+            steps = progress.step
+            if progress.improved:
+                kept = steps
 
 
 def forest(image, annotations, **features) -> tuple[np.ndarray, float]:
@@ -133,7 +135,7 @@ def row(method, annotation, seconds, result, steps="–", load=None, tries=1) ->
         method,
         annotation,
         seconds,
-        steps,
+        steps if isinstance(steps, str) else f"{steps[0]} ({steps[1]})",
         f"{result['dice']:.3f}",
         f"{result['iou']:.3f}",
         f"**{result['f1']:.3f}**",
@@ -203,14 +205,14 @@ def main() -> None:
             tries = []
             for _ in range(1 + args.retries):
                 tries.append(train_unet(image, annotations[name], settings))
-                if tries[-1][2].cores < spare + QUIET:
+                if tries[-1][3].cores < spare + QUIET:
                     break
-            segmenter, steps, load = min(tries, key=lambda t: t[2].cores)
+            segmenter, steps, kept, load = min(tries, key=lambda t: t[3].cores)
             prediction = predict(segmenter, image, device="cpu", instances_of=NUCLEUS)
             result = scores(prediction.labels, prediction.instances, instances)
-            rows.append(row(method, name, f"{budget:g}", result, steps, load, len(tries)))
+            rows.append(row(method, name, f"{budget:g}", result, (steps, kept), load, len(tries)))
             print(" | ".join(map(str, rows[-1])), flush=True)
-    headers = ["method", "annotation", "train s", "steps", "pixel Dice", "pixel IoU"]
+    headers = ["method", "annotation", "train s", "steps (kept)", "pixel Dice", "pixel IoU"]
     headers += ["object F1 @0.5", "objects found/true", "other processes (cores)"]
     print()
     print(table(headers, rows))
@@ -221,7 +223,8 @@ def main() -> None:
         f"U-Net: TrainSettings defaults (CPU, {args.threads} torch thread(s), seed "
         f"{args.seed}), time limit as given, overrides: {overrides}. Forest: 50 trees, "
         "depth 10, 5% samples per tree; seconds from features to prediction. Scored on rows "
-        "160-511."
+        "160-511. Steps (kept): steps done, and the step whose weights the trainer returned "
+        "(its best score: validation Dice, or the smoothed loss when nothing is held back)."
     )
 
 

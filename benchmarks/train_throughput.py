@@ -18,7 +18,17 @@ from dataclasses import dataclass, field
 
 import torch
 import torch.nn.functional as F
-from _common import QUIET, OtherLoad, ReferenceUNet, machine, median, spread, table
+from _common import (
+    PLUGIN_THREADS,
+    QUIET,
+    THREADS,
+    OtherLoad,
+    ReferenceUNet,
+    machine,
+    median,
+    spread,
+    table,
+)
 from torch.utils.flop_counter import FlopCounterMode
 
 from napari_unet.device import autocast, prepare
@@ -42,7 +52,7 @@ class Variant:
     pixels: int
     flops: float
     bf16: bool
-    threads: int = 2
+    threads: int = THREADS
     repeats: int = 1
     blocks: list[tuple[bool, list[float]]] = field(default_factory=list)
 
@@ -137,7 +147,7 @@ def variants() -> list[Variant]:
     batch, patch = DEFAULTS.batch_size, DEFAULTS.patch_size
     out = []
 
-    def add(section, name, step, w, d, b, p, bf16, threads=2):
+    def add(section, name, step, w, d, b, p, bf16, threads=THREADS):
         flops = training_flops(w, d, b, p)
         out.append(Variant(section, name, step, b * p * p, flops, bf16, threads))
 
@@ -156,17 +166,23 @@ def variants() -> list[Variant]:
     )
     add(default, "ours + fused AdamW", engine_step(*args, fused=True), *args, True)
 
-    single = "1 thread, as the plugin runs on 2 cores (it leaves one core to napari)"
-    add(single, "naive reference (fp32, NCHW)", reference_step(*args), *args, False, threads=1)
-    add(single, "**ours (engine step)**", engine_step(*args), *args, True, threads=1)
+    single = f"{PLUGIN_THREADS} thread(s), as the plugin trains (it leaves one core to napari)"
+    one = {"threads": PLUGIN_THREADS}
+    add(single, "naive reference (fp32, NCHW)", reference_step(*args), *args, False, **one)
+    add(single, "**ours (engine step)**", engine_step(*args), *args, True, **one)
 
     paper = f"paper's width 64 (depth {depth}, batch {batch}, {patch}²)"
     wide = (64, depth, batch, patch)
     add(paper, "naive reference (fp32, NCHW)", reference_step(*wide), *wide, False)
     add(paper, "**ours (engine step)**", engine_step(*wide), *wide, True)
 
+    big = f"more work per step (depth {depth}, width {width}, batch {batch}, 256²)"
+    large = (width, depth, batch, 256)
+    add(big, "naive reference (fp32, NCHW)", reference_step(*large), *large, False)
+    add(big, "**ours (engine step)**", engine_step(*large), *large, True)
+
     shapes = "ours: other batch, patch, width, depth"
-    for b, p in ((1, 128), (8, 128), (1, 256), (4, 256)):
+    for b, p in ((1, 128), (8, 128), (1, 256)):
         add(shapes, f"batch {b}, {p}²", engine_step(width, depth, b, p), width, depth, b, p, True)
     add(shapes, "width 32", engine_step(32, depth, batch, patch), 32, depth, batch, patch, True)
     add(shapes, "depth 4", engine_step(width, 4, batch, patch), width, 4, batch, patch, True)
@@ -197,7 +213,7 @@ def measure(variants: list[Variant], blocks: int, budget: float, *pids: int) -> 
                     v.step()
                     times.append(time.perf_counter() - start)
             v.blocks.append((load.quiet, times))
-    torch.set_num_threads(2)
+    torch.set_num_threads(THREADS)
 
 
 def matmul(dtype: torch.dtype, size: int = 2048) -> Variant:
@@ -243,17 +259,30 @@ def report(variants: list[Variant], peaks: dict[bool, float]) -> str:
 
 
 def under_load(blocks: int, budget: float, peaks: dict[bool, float]) -> str:
-    """Ours with 2 threads vs. 1 thread while a busy-looping process holds one core."""
+    """Ours with torch's threads vs. the plugin's while a busy-looping process holds a core."""
     depth, width = CPU_ARCHITECTURE["depth"], CPU_ARCHITECTURE["width"]
     args = (width, depth, DEFAULTS.batch_size, DEFAULTS.patch_size)
     flops = training_flops(*args)
     pixels = DEFAULTS.batch_size * DEFAULTS.patch_size**2
-    section = "ours while another process keeps one core busy"
+    section = "ours while another process keeps one core busy (a `while True: pass` child)"
     pair = [
         Variant(
-            section, "ours, 2 threads (torch default)", engine_step(*args), pixels, flops, True
+            section,
+            f"ours, {THREADS} threads (torch's default)",
+            engine_step(*args),
+            pixels,
+            flops,
+            True,
         ),
-        Variant(section, "ours, 1 thread", engine_step(*args), pixels, flops, True, threads=1),
+        Variant(
+            section,
+            f"ours, {PLUGIN_THREADS} thread(s) (the plugin's)",
+            engine_step(*args),
+            pixels,
+            flops,
+            True,
+            threads=PLUGIN_THREADS,
+        ),
     ]
     busy = subprocess.Popen([sys.executable, "-c", "while True: pass"])
     try:
@@ -261,7 +290,7 @@ def under_load(blocks: int, budget: float, peaks: dict[bool, float]) -> str:
     finally:
         busy.kill()
         busy.wait()
-    return table(HEADERS, rows(pair, peaks, None))
+    return f"**{section}**\n\n" + table(HEADERS, rows(pair, peaks, None))
 
 
 def main() -> None:
@@ -271,7 +300,6 @@ def main() -> None:
         "--budget", type=float, default=240, help="seconds of timing at most, all variants"
     )
     args = parser.parse_args()
-    torch.set_num_threads(2)
     print(f"Machine: {machine()}\n")
     products = [matmul(torch.float32), matmul(torch.bfloat16)]
     all_variants = variants()
