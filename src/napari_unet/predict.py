@@ -81,7 +81,7 @@ class Predictor:
         self.device = resolve_device(device)
         on_gpu = self.device.type != "cpu"
         self.tile_size = tile_size or (1024 if on_gpu else 512)
-        self.batch_size = batch_size or (8 if on_gpu else 2)
+        self.batch_size = batch_size or (8 if on_gpu else 1)
         self.multiple = segmenter.config.multiple
         self.margin = 4 * self.multiple
         if self.tile_size % self.multiple or self.tile_size < 2 * self.margin + self.multiple:
