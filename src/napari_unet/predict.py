@@ -90,9 +90,9 @@ class Predictor:
                 f"{2 * self.margin + self.multiple}"
             )
         self.instances_of = instances_of
-        self.result = self._allocate(
-            spatial_shape(image, channel_axis), labels, probabilities, probability_dtype, store
-        )
+        self._next_instance = 0
+        self._flat = len(spatial_shape(image, channel_axis)) == 2
+        self.result = self._allocate(labels, probabilities, probability_dtype, store)
         self._stop = False
 
     def stop(self) -> None:
@@ -184,8 +184,8 @@ class Predictor:
             self._next_instance = max(self._next_instance, int(objects.max()))
             r.instances[z] = objects
 
-    def _allocate(self, shape, labels, probabilities, probability_dtype, store) -> Prediction:
-        """Output arrays of shape (Z, Y, X); a 2D input gets views without the Z axis."""
+    def _allocate(self, labels, probabilities, probability_dtype, store) -> Prediction:
+        """Output arrays of shape (Z, Y, X), filled as slices are predicted."""
         stack_shape = (self.stack.shape[0], *self.stack.shape[1:3])
         n = self.segmenter.n_classes
         make = _zarr_maker(store) if store is not None else _numpy_maker
@@ -197,8 +197,6 @@ class Predictor:
             else None,
             instances=make("instances", stack_shape, np.uint32) if self.instances_of else None,
         )
-        self._next_instance = 0
-        self._flat = len(shape) == 2
         return result
 
     def outputs(self) -> Prediction:
