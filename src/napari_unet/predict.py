@@ -13,11 +13,11 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from skimage.measure import label as connected_components
 
 from .device import autocast, is_out_of_memory, prepare, resolve_device
 from .errors import UNetError
 from .images import as_stack, read_slice, spatial_shape
+from .objects import ObjectSettings, find_objects
 from .segmenter import Segmenter
 from .tiling import tiles_2d
 
@@ -60,6 +60,7 @@ class Predictor:
         probabilities: bool = False,
         probability_dtype: str = "float32",
         instances_of: int | None = None,
+        objects: ObjectSettings | None = None,
         tile_size: int | None = None,
         batch_size: int | None = None,
         device: str = "auto",
@@ -90,6 +91,7 @@ class Predictor:
                 f"{2 * self.margin + self.multiple}"
             )
         self.instances_of = instances_of
+        self.objects = objects or ObjectSettings()
         self._next_instance = 0
         self._flat = len(spatial_shape(image, channel_axis)) == 2
         self.result = self._allocate(labels, probabilities, probability_dtype, store)
@@ -179,7 +181,8 @@ class Predictor:
         if r.probabilities is not None:
             r.probabilities[:, z] = probabilities
         if r.instances is not None:
-            objects = connected_components(labels == self.instances_of).astype(np.uint32)
+            k = self.instances_of
+            objects = find_objects(probabilities[k - 1], labels == k, self.objects)
             objects[objects > 0] += self._next_instance
             self._next_instance = max(self._next_instance, int(objects.max()))
             r.instances[z] = objects
