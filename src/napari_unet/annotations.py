@@ -78,12 +78,57 @@ def check_shapes(image_shape: tuple[int, ...], annotation_shape: tuple[int, ...]
 
 
 def from_instances(instances: np.ndarray, class_id: int = 2) -> np.ndarray:
-    """Full annotations from (Y, X) instance labels: objects get ``class_id``, the rest and
-    the pixels where two objects touch are background, as in the U-Net paper."""
-    annotations = np.where(instances > 0, class_id, BACKGROUND).astype(np.uint8)
-    padded = np.pad(instances, 1)
-    centre = padded[1:-1, 1:-1]
-    for dy, dx in ((0, 1), (2, 1), (1, 0), (1, 2)):
-        neighbour = padded[dy : dy + centre.shape[0], dx : dx + centre.shape[1]]
-        annotations[(centre > 0) & (neighbour > 0) & (neighbour != centre)] = BACKGROUND
+    """Full annotations from instance labels (0 = background, 1, 2, ... = objects): objects get
+    ``class_id``, the rest and the pixels where two objects touch are background, as in the
+    U-Net paper. (Y, X) or (Z, Y, X)."""
+    instances = _integer_ids(instances, "instance labels")
+    annotations = np.where(instances > 0, _check_class_id(class_id), BACKGROUND).astype(np.uint8)
+    annotations[_touching(instances, first=1)] = BACKGROUND
     return annotations
+
+
+def objects_to_classes(labels: np.ndarray, class_id: int = 2) -> np.ndarray:
+    """Class annotations from objects painted each with its own id.
+
+    ``labels`` holds 0 = not annotated, 1 = background, 2, 3, ... = one id per object, all of
+    one class; 0 and 1 are kept, objects become ``class_id``, and where two objects touch their
+    contact pixels become background, so that each object stays a connected component of its
+    class (the loss's border weights then see the gap). (Y, X) or (Z, Y, X).
+    """
+    labels = _integer_ids(labels, "object labels")
+    annotations = np.where(labels > BACKGROUND, _check_class_id(class_id), labels).astype(np.uint8)
+    annotations[_touching(labels, first=2)] = BACKGROUND
+    return annotations
+
+
+def _touching(ids: np.ndarray, first: int) -> np.ndarray:
+    """Pixels of an object (id >= ``first``) with a 4-neighbour in the same slice that belongs
+    to another object: both sides of every contact."""
+    touching = np.zeros(ids.shape, dtype=bool)
+    for axis in (ids.ndim - 2, ids.ndim - 1):
+        lower = [slice(None)] * ids.ndim
+        upper = [slice(None)] * ids.ndim
+        lower[axis], upper[axis] = slice(None, -1), slice(1, None)
+        lower, upper = tuple(lower), tuple(upper)
+        a, b = ids[lower], ids[upper]
+        contact = (a >= first) & (b >= first) & (a != b)
+        touching[lower] |= contact
+        touching[upper] |= contact
+    return touching
+
+
+def _integer_ids(ids, what: str) -> np.ndarray:
+    ids = np.asarray(ids)
+    if not np.issubdtype(ids.dtype, np.integer):
+        raise UNetError(f"{what} must hold integer ids, not {ids.dtype}")
+    if ids.ndim not in (2, 3):
+        raise UNetError(f"{what} must be (Y, X) or (Z, Y, X), not of shape {ids.shape}")
+    if ids.size and ids.min() < 0:
+        raise UNetError(f"{what} hold negative ids; ids must be 0 or more")
+    return ids
+
+
+def _check_class_id(class_id: int) -> int:
+    if not 2 <= class_id <= MAX_CLASSES:
+        raise UNetError(f"objects need a class id 2..{MAX_CLASSES}, not {class_id}")
+    return class_id
