@@ -1,0 +1,208 @@
+"""Output files written safely, as a set.
+
+:func:`reserve` checks every output before any long work starts (refusing existing files
+without consent, inputs of the same run, folders, missing or unwritable locations and a full
+disk) and creates a hidden temporary file beside each. :meth:`Reservation.commit` writes all
+temporaries and only then renames them over their targets: an interrupt, a crash or a full disk
+leaves the previous files and no partial new ones. New files get the umask's mode, replaced
+files keep theirs. Temporaries left by killed processes are swept by later writes.
+"""
+
+import contextlib
+import errno
+import os
+import re
+import secrets
+import shutil
+import signal
+import stat
+import time
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import BinaryIO
+
+from .errors import UNetError, os_error_message
+
+TEMPORARY_SUFFIX = ".unet-tmp"
+STALE_AFTER_S = 15 * 60
+_OURS = re.compile(r"^\..+\.(\d+)-[0-9a-f]+" + re.escape(TEMPORARY_SUFFIX) + "$")
+
+
+class Reservation:
+    """Checked outputs, each with a hidden temporary file beside it; see :func:`reserve`."""
+
+    def __init__(self, paths: list[Path]):
+        self.paths = paths
+        self.temporaries: list[Path] = []
+
+    def commit(self, writers: Iterable[Callable[[BinaryIO], object]]) -> list[Path]:
+        """Write every output with its writer (one per path, given an open binary file), then
+        rename them all; on any failure remove the temporaries and leave the targets alone."""
+        writers = list(writers)
+        if len(writers) != len(self.paths):
+            raise ValueError("one writer per reserved path is needed")
+        try:
+            for path, temporary, write in zip(self.paths, self.temporaries, writers, strict=True):
+                with open(temporary, "wb") as file:
+                    write(file)
+                    file.flush()
+                    os.fsync(file.fileno())
+                _copy_mode(path, temporary)
+            with _signals_blocked():
+                for path, temporary in zip(self.paths, self.temporaries, strict=True):
+                    os.replace(temporary, path)
+                self.temporaries = []
+        except OSError as error:
+            raise UNetError(f"nothing was written: {os_error_message(error)}") from None
+        finally:
+            self.release()
+        return self.paths
+
+    def release(self) -> None:
+        """Remove the temporaries not (yet) renamed."""
+        for temporary in self.temporaries:
+            with contextlib.suppress(OSError):
+                temporary.unlink()
+        self.temporaries = []
+
+    def __enter__(self) -> "Reservation":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.release()
+
+
+def reserve(
+    paths: Iterable[str | Path],
+    *,
+    overwrite: bool = False,
+    inputs: dict[str | Path, str] | None = None,
+    hint: str = "use --overwrite to replace it",
+    replaceable: Callable[[Path], str | None] | None = None,
+    needed_bytes: int = 0,
+) -> Reservation:
+    """Check the outputs ``paths`` and create their temporaries.
+
+    ``inputs`` maps the files read by the same run to what they are ("the image"): they are
+    never replaced. An existing output is refused unless ``overwrite`` (``hint`` tells how to
+    give it), and even then when ``replaceable(path)`` returns a reason not to replace it.
+    ``needed_bytes`` is a rough size of all outputs, checked against the free space.
+    """
+    reservation = Reservation([_checked(Path(p)) for p in paths])
+    _refuse_duplicates(reservation.paths)
+    for path in reservation.paths:
+        for source, role in (inputs or {}).items():
+            if _same_file(path, Path(source)):
+                raise UNetError(f"{path} is {role} of this run; choose another output file")
+        if path.exists():
+            if not overwrite:
+                raise UNetError(f"{path} already exists; {hint}")
+            reason = replaceable(path) if replaceable else None
+            if reason:
+                raise UNetError(f"{path} {reason}; not overwriting it")
+    try:
+        for path in reservation.paths:
+            sweep_stale(path.parent)
+            reservation.temporaries.append(_create_temporary(path))
+        _check_free_space(reservation.paths[0].parent, needed_bytes)
+    except BaseException:
+        reservation.release()
+        raise
+    return reservation
+
+
+def sweep_stale(folder: Path, now: float | None = None) -> list[Path]:
+    """Remove this package's temporaries in ``folder`` left by processes that are gone."""
+    now = time.time() if now is None else now
+    removed = []
+    try:
+        entries = list(os.scandir(folder))
+    except OSError:
+        return removed
+    for entry in entries:
+        match = _OURS.match(entry.name)
+        if not match or int(match.group(1)) == os.getpid():
+            continue
+        with contextlib.suppress(OSError):
+            age = now - entry.stat(follow_symlinks=False).st_mtime
+            if age > STALE_AFTER_S and not _alive(int(match.group(1)), age):
+                os.unlink(entry.path)
+                removed.append(Path(entry.path))
+    return removed
+
+
+def _checked(path: Path) -> Path:
+    if path.is_dir():
+        raise UNetError(f"{path} is a folder; give a file name")
+    parent = path.parent
+    if not parent.is_dir():
+        raise UNetError(f"cannot write {path}: the folder {parent} does not exist")
+    return path
+
+
+def _refuse_duplicates(paths: list[Path]) -> None:
+    for i, path in enumerate(paths):
+        for other in paths[:i]:
+            if _same_file(path, other):
+                raise UNetError(f"{path} is given for two outputs; give each its own file")
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    with contextlib.suppress(OSError):
+        return os.path.samefile(a, b)
+    return os.path.abspath(a) == os.path.abspath(b)
+
+
+def _create_temporary(path: Path) -> Path:
+    """An empty hidden file beside ``path``, created with the umask's mode."""
+    name = f".{path.name}.{os.getpid()}-{secrets.token_hex(4)}{TEMPORARY_SUFFIX}"
+    temporary = path.parent / name
+    try:
+        os.close(os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
+    except OSError as error:
+        if error.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+            reason = "read-only" if error.errno == errno.EROFS else "not writable"
+            raise UNetError(f"cannot write {path}: the folder {path.parent} is {reason}") from None
+        raise UNetError(f"cannot write {path}: {os_error_message(error)}") from None
+    return temporary
+
+
+def _check_free_space(folder: Path, needed: int) -> None:
+    free = shutil.disk_usage(folder).free
+    if needed > free:
+        raise UNetError(
+            f"the outputs need about {needed / 2**20:.0f} MiB but only {free / 2**20:.0f} MiB "
+            f"are free in {folder}"
+        )
+
+
+def _copy_mode(path: Path, temporary: Path) -> None:
+    """Give a replacing file the mode of the file it replaces."""
+    with contextlib.suppress(FileNotFoundError):
+        os.chmod(temporary, stat.S_IMODE(os.stat(path).st_mode))
+
+
+def _alive(pid: int, age: float) -> bool:
+    if os.name != "posix":
+        return age < 24 * 3600
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+@contextlib.contextmanager
+def _signals_blocked():
+    """Delay SIGINT and SIGTERM while the outputs are renamed, so the set stays whole."""
+    signals = {signal.SIGINT, signal.SIGTERM}
+    if not hasattr(signal, "pthread_sigmask"):
+        yield
+        return
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, signals)
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
