@@ -1,6 +1,7 @@
 import pytest
 import torch
 
+from napari_unet.errors import UNetError
 from napari_unet.model import UNet, UNetConfig
 
 
@@ -32,8 +33,20 @@ def test_batch_norm_after_each_convolution_unless_turned_off():
 
 
 @pytest.mark.parametrize(
-    "kwargs", [{"n_classes": 1}, {"in_channels": 0}, {"depth": 0}, {"depth": 7}, {"norm": "group"}]
+    "kwargs",
+    [
+        {"n_classes": 1},
+        {"in_channels": 0},
+        {"depth": 0},
+        {"depth": 7},
+        {"norm": "group"},
+        {"width": 0},
+        {"width": 2.5},
+        {"depth": True},
+        {"width": "16"},
+        {"width": 256, "depth": 6},
+    ],
 )
-def test_invalid_configs_are_refused(kwargs):
-    with pytest.raises(ValueError):
+def test_invalid_configs_are_refused_with_a_clear_error(kwargs):
+    with pytest.raises(UNetError, match="U-Net|norm|channels at the bottom"):
         UNetConfig(**kwargs)

@@ -7,11 +7,14 @@ import torch
 import torch.nn.functional as F
 
 from .annotations import annotated_slices, check_annotations
+from .augment import patch_offsets, vary_gray_values
 from .errors import UNetError
 from .images import Normalization, read_slice
 from .losses import IGNORE, class_balance, weight_map
 
 VALIDATION_BLOCK = 32
+MIN_BOUNDARY = 0.01
+"""Held-back pixels are scored only if at least this fraction lies on a class boundary."""
 
 
 @dataclass
@@ -91,47 +94,94 @@ class TrainingSet:
             targets.append(self.validation[z, y : y + size, x : x + size])
         return torch.stack(images), torch.stack(targets)
 
-    def sampler(self, generator: torch.Generator) -> "CropSampler":
-        return CropSampler(self, generator)
+    def sampler(
+        self, device: torch.device, generator: torch.Generator, transform: bool = True
+    ) -> "PatchSampler":
+        return PatchSampler(self, device, generator, transform)
 
 
-class CropSampler:
-    """Random crops centred near annotated pixels, each class picked equally often."""
+class PatchSampler:
+    """Random patches centred near annotated pixels, each class picked equally often.
 
-    def __init__(self, data: TrainingSet, generator: torch.Generator):
-        self.data = data
+    The padded slices, targets and weights live on the device, stacked into one tall image;
+    a batch is cropped and augmented by one ``grid_sample`` for image and weights and one for
+    the targets, with no Python loop over patches and no copy to or from the host.
+    """
+
+    def __init__(
+        self,
+        data: TrainingSet,
+        device: torch.device,
+        generator: torch.Generator,
+        transform: bool = True,
+    ):
         self.generator = generator
-        self.by_class = [
-            torch.nonzero(data.targets == k) for k in range(int(data.targets.max()) + 1)
-        ]
-        self.by_class = [coords for coords in self.by_class if len(coords)]
+        self.transform = transform
+        count, channels, self.height, self.width = data.images.shape
+        self.channels = channels
+        tall = (1, -1, count * self.height, self.width)
+        sources = torch.cat([data.images, data.weights.unsqueeze(1)], 1)
+        self.sources = sources.transpose(0, 1).reshape(tall).to(device)
+        self.targets = (data.targets - IGNORE).float().reshape(1, 1, -1, self.width).to(device)
+        flat = data.targets.reshape(-1)
+        by_class = [torch.nonzero(flat == k)[:, 0] for k in range(int(flat.max()) + 1)]
+        by_class = [where for where in by_class if len(where)]
+        self.counts = torch.tensor([len(w) for w in by_class], device=device)
+        self.starts = torch.cumsum(self.counts, 0) - self.counts
+        self.where = torch.cat(by_class).to(device)
 
-    def sample(self, batch: int, crop: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """A batch of (images, targets, weights) crops of side ``crop``."""
-        images, targets, weights = [], [], []
-        half = crop // 2
-        _, height, width = self.data.targets.shape
-        for _ in range(batch):
-            coords = self.by_class[self._randint(len(self.by_class))]
-            z, y, x = coords[self._randint(len(coords))].tolist()
-            y = min(max(y + self._randint(half) - half // 2, half), height - crop + half)
-            x = min(max(x + self._randint(half) - half // 2, half), width - crop + half)
-            box = (z, slice(y - half, y - half + crop), slice(x - half, x - half + crop))
-            images.append(self.data.images[box[0], :, box[1], box[2]])
-            targets.append(self.data.targets[box])
-            weights.append(self.data.weights[box])
-        return torch.stack(images), torch.stack(targets), torch.stack(weights)
+    def sample(
+        self, batch: int, size: int, reach: int
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(images, targets, weights) of ``batch`` patches of side ``size``; ``reach`` is the
+        half-side of the region a patch may read, which must fit in the slice's padding."""
+        centres = self._centres(batch, reach)
+        offsets = patch_offsets(batch, size, self.generator, self.transform)
+        points = offsets + centres[:, None, None, :]
+        scale = torch.tensor(
+            [self.sources.shape[2], self.width], device=points.device, dtype=points.dtype
+        )
+        grid = ((2 * points + 1) / scale - 1).flip(-1).reshape(1, batch * size, size, 2)
+        sampled = F.grid_sample(
+            self.sources, grid, mode="bilinear", padding_mode="border", align_corners=False
+        )
+        sampled = sampled.reshape(-1, batch, size, size).transpose(0, 1)
+        targets = F.grid_sample(self.targets, grid, mode="nearest", align_corners=False)
+        targets = targets.reshape(batch, size, size).long() + IGNORE
+        images, weights = sampled[:, : self.channels], sampled[:, self.channels]
+        if self.transform:
+            images = vary_gray_values(images, self.generator)
+        return images, targets, weights
 
-    def _randint(self, high: int) -> int:
-        return int(torch.randint(max(high, 1), (1,), generator=self.generator))
+    def _centres(self, batch: int, reach: int) -> torch.Tensor:
+        """(batch, 2) patch centres (row in the tall image, column), each near a pixel of a
+        class drawn uniformly, shifted by up to a quarter patch, kept inside the padding."""
+        device = self.where.device
+
+        def uniform(high: torch.Tensor) -> torch.Tensor:
+            draw = torch.rand(high.shape, generator=self.generator, device=device)
+            return torch.minimum((draw * high).long(), high - 1)
+
+        classes = uniform(torch.full((batch,), len(self.counts), device=device))
+        pixel = self.where[self.starts[classes] + uniform(self.counts[classes])]
+        z, y, x = pixel // (self.height * self.width), pixel // self.width, pixel % self.width
+        shift = uniform(torch.full((batch, 2), reach, device=device)) - reach // 2
+        y = (y % self.height + shift[:, 0]).clamp(reach, self.height - reach)
+        x = (x + shift[:, 1]).clamp(reach, self.width - reach)
+        return torch.stack([z * self.height + y, x], 1).float()
 
 
 def _hold_back(targets: np.ndarray, fraction: float, rng: np.random.Generator) -> np.ndarray:
     """Move a fraction of the annotated 32x32 blocks from ``targets`` to the returned array.
 
-    Nothing is held back where that would leave a class without training pixels.
+    Nothing is held back where that would leave a class without training pixels, nor where
+    the classes hardly ever touch (scribbles): pixels far from any class boundary are too easy
+    for a score on them to mean anything.
     """
     validation = np.full_like(targets, IGNORE)
+    annotated = targets != IGNORE
+    if boundary_pixels(targets).sum() < MIN_BOUNDARY * annotated.sum():
+        return validation
     b = VALIDATION_BLOCK
     blocks = [
         (z, y, x)
@@ -143,14 +193,27 @@ def _hold_back(targets: np.ndarray, fraction: float, rng: np.random.Generator) -
     count = int(len(blocks) * fraction)
     if count == 0:
         return validation
-    classes = np.unique(targets[targets != IGNORE])
+    classes = np.unique(targets[annotated])
     for i in rng.choice(len(blocks), size=count, replace=False):
         z, y, x = blocks[i]
         box = (z, slice(y, y + b), slice(x, x + b))
         validation[box] = targets[box]
     held = validation != IGNORE
-    if len(np.unique(targets[~held & (targets != IGNORE)])) < len(classes):
+    starved = len(np.unique(targets[~held & annotated])) < len(classes)
+    if starved or boundary_pixels(validation).sum() < MIN_BOUNDARY * held.sum():
         validation[held] = IGNORE
     else:
         targets[held] = IGNORE
     return validation
+
+
+def boundary_pixels(targets: np.ndarray) -> np.ndarray:
+    """Annotated pixels of (N, Y, X) targets with a 4-neighbour annotated as another class."""
+    edge = np.zeros(targets.shape, dtype=bool)
+    for axis in (1, 2):
+        a = np.moveaxis(targets, axis, 0)
+        differ = (a[1:] != a[:-1]) & (a[1:] != IGNORE) & (a[:-1] != IGNORE)
+        e = np.moveaxis(edge, axis, 0)
+        e[1:] |= differ
+        e[:-1] |= differ
+    return edge

@@ -9,6 +9,12 @@ from dataclasses import asdict, dataclass
 import torch
 from torch import nn
 
+from .errors import UNetError
+
+MAX_CHANNELS = 256
+MAX_DEEPEST = 2048
+"""Bounds that keep a (possibly crafted) config from asking for gigabytes of weights."""
+
 
 @dataclass(frozen=True)
 class UNetConfig:
@@ -21,12 +27,24 @@ class UNetConfig:
     norm: str = "batch"
 
     def __post_init__(self):
-        if self.in_channels < 1 or self.n_classes < 2:
-            raise ValueError("a U-Net needs at least 1 input channel and 2 classes")
-        if not 1 <= self.depth <= 6 or self.width < 1:
-            raise ValueError("depth must be 1..6 and width positive")
+        for name, low, high in (
+            ("in_channels", 1, MAX_CHANNELS),
+            ("n_classes", 2, MAX_CHANNELS),
+            ("depth", 1, 6),
+            ("width", 1, 256),
+        ):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+                raise UNetError(
+                    f"a U-Net's {name} must be a whole number {low}..{high}, not {value!r}"
+                )
+        if self.width * 2**self.depth > MAX_DEEPEST:
+            raise UNetError(
+                f"width {self.width} at depth {self.depth} gives {self.width * 2**self.depth} "
+                f"channels at the bottom; at most {MAX_DEEPEST} are supported"
+            )
         if self.norm not in ("batch", "none"):
-            raise ValueError(f"norm must be 'batch' or 'none', not {self.norm!r}")
+            raise UNetError(f"norm must be 'batch' or 'none', not {self.norm!r}")
 
     @property
     def multiple(self) -> int:
