@@ -9,6 +9,7 @@ import torch
 from napari.utils.notifications import notification_manager
 from qtpy.QtCore import QThreadPool, QTimer
 
+from napari_unet import autosave
 from napari_unet import predict as predict_module
 from napari_unet.samples import nuclei
 from napari_unet.train import Trainer, TrainSettings
@@ -17,6 +18,13 @@ from napari_unet.widgets._layers import CLASS_NAMES_KEY, EDITED_KEY
 
 TINY = TrainSettings(steps=5, width=4, depth=2, patch_size=32, batch_size=2, eval_every=5)
 WAIT_MS = 60_000
+
+
+@pytest.fixture(autouse=True)
+def home(tmp_path, monkeypatch):
+    """Kept models go to a folder of the test's own."""
+    monkeypatch.setenv(autosave.HOME_VARIABLE, str(tmp_path / "home"))
+    return tmp_path / "home"
 
 
 @pytest.fixture
@@ -216,7 +224,7 @@ def test_an_edited_prediction_is_kept(dock, qtbot, tiny, notes):
     edited = first.data.copy()
     predict(qtbot, widget)
     assert np.array_equal(first.data, edited)
-    assert "nuclei: U-Net classes [1]" in viewer.layers
+    assert "nuclei: U-Net classes (2)" in viewer.layers
     assert "is kept as it is" in messages(notes)
 
 
@@ -326,9 +334,8 @@ def test_errors_are_notifications(make_napari_viewer, qtbot, tiny, notes):
     assert "annotate background (1) and at least one class" in messages(notes)
 
     wrong = viewer.add_labels(np.ones((50, 50), np.uint8), name="wrong shape")
-    widget.annotate.annotations_combo.choose(wrong)
-    widget.train.start()
-    assert "they must match" in messages(notes)
+    assert not widget.annotate.annotations_combo.choose(wrong)
+    assert wrong not in widget.annotate.annotations_combo.layers()
 
     annotations = np.zeros((96, 96), np.uint8)
     annotations[:40], annotations[40:50] = 1, 2

@@ -1,4 +1,4 @@
-"""Annotate: choose the image, create or choose the annotation layer, name the classes."""
+"""Annotate: choose the image, create or choose the annotation layer, paint classes or objects."""
 
 import numpy as np
 from napari.layers import Image, Labels
@@ -7,26 +7,35 @@ from qtpy.QtCore import QSize, Qt, QTimer
 from qtpy.QtGui import QColor, QIcon, QPixmap
 from qtpy.QtWidgets import (
     QAbstractItemView,
+    QComboBox,
     QFormLayout,
     QGroupBox,
     QHBoxLayout,
     QHeaderView,
     QLabel,
     QPushButton,
-    QSizePolicy,
     QTableWidget,
     QTableWidgetItem,
     QVBoxLayout,
 )
 
-from ..annotations import MAX_CLASSES, default_class_names
+from ..annotations import BACKGROUND, MAX_CLASSES, default_class_names
 from . import _jobs
 from ._combo import LayerCombo
 from ._layers import (
     CLASS_NAMES_KEY,
+    CLASSES,
+    OBJECTS,
+    OUTPUT_KEY,
+    PAINT_KEY,
+    Counts,
     annotation_counts,
     class_colormap,
     class_names,
+    free_name,
+    image_data,
+    objects_colormap,
+    paints_objects,
     placement,
     set_class_names,
     spatial_shape,
@@ -34,8 +43,11 @@ from ._layers import (
 from ._session import Session
 
 COLOR, LABEL, NAME, PIXELS, SLICES = range(5)
-NO_COUNTS = ({}, {}, 0, 1)
 ROW_HEIGHT = 24
+PAINT_MODES = {
+    CLASSES: "classes (one id per class)",
+    OBJECTS: "objects (each object its own id)",
+}
 
 
 class ClassTable(QTableWidget):
@@ -50,17 +62,30 @@ class ClassTable(QTableWidget):
 
 
 class AnnotateSection(QGroupBox):
-    """The image and its annotations (0 = none, 1 = background, 2.. = classes), with counts."""
+    """The image and its annotations (0 = none, 1 = background, 2.. = classes, or 2.. = one
+    id per object of one class), with counts."""
 
     def __init__(self, session: Session, parent=None):
         super().__init__("1 · Annotate", parent)
         self.session = session
         viewer = session.viewer
         self.image_combo = LayerCombo(viewer, Image)
-        self.annotations_combo = LayerCombo(viewer, Labels)
+        self.annotations_combo = LayerCombo(viewer, Labels, accept=self._fits)
+        self.image_combo.currentIndexChanged.connect(self.annotations_combo.refresh)
+        self.annotations_combo.setToolTip("Labels layers of the image's shape")
         self.new_button = QPushButton("New")
-        self.new_button.setToolTip("Create an empty annotation layer for the image")
+        self.new_button.setToolTip("Create an empty annotation layer over the image")
         self.new_button.clicked.connect(self.new_annotations)
+        self.paint_mode = QComboBox()
+        for mode, text in PAINT_MODES.items():
+            self.paint_mode.addItem(text, mode)
+        self.paint_mode.setToolTip(
+            "Classes: paint background (1) and each class with its id.\n"
+            "Objects: paint background (1) and each object of one class with an id of its "
+            "own (New object, or napari's M key); touching objects are then separated, "
+            "which teaches the network to split them."
+        )
+        self.paint_mode.currentIndexChanged.connect(self._paint_mode_chosen)
         self.table = ClassTable(0, 5)
         self.table.setHorizontalHeaderLabels(["", "id", "class", "pixels", "slices"])
         self.table.verticalHeader().hide()
@@ -73,13 +98,16 @@ class AnnotateSection(QGroupBox):
         for column in (COLOR, LABEL, PIXELS, SLICES):
             header.setSectionResizeMode(column, QHeaderView.ResizeMode.ResizeToContents)
         header.setSectionResizeMode(NAME, QHeaderView.ResizeMode.Stretch)
-        self.table.setToolTip("Double-click a name to rename the class; click a row to paint it")
+        self.table.setToolTip("Click a row to paint it; double-click a name to rename the class")
         self.table.itemChanged.connect(self._renamed)
         self.table.itemSelectionChanged.connect(self._row_chosen)
         self.add_button = QPushButton("Add class")
         self.add_button.clicked.connect(self.add_class)
+        self.new_object_button = QPushButton("New object")
+        self.new_object_button.setToolTip("Paint the next object with a new id (napari's M key)")
+        self.new_object_button.clicked.connect(self.new_object)
         self.summary = QLabel()
-        self.summary.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
+        self.summary.setWordWrap(True)
 
         choose = QHBoxLayout()
         choose.addWidget(self.annotations_combo, 1)
@@ -87,19 +115,22 @@ class AnnotateSection(QGroupBox):
         form = QFormLayout()
         form.addRow("Image", self.image_combo)
         form.addRow("Annotations", choose)
+        form.addRow("Paint", self.paint_mode)
         layout = QVBoxLayout(self)
         layout.addLayout(form)
         layout.addWidget(self.table)
-        row = QHBoxLayout()
-        row.addWidget(self.summary, 1)
-        row.addWidget(self.add_button)
-        layout.addLayout(row)
+        layout.addWidget(self.summary)
+        buttons = QHBoxLayout()
+        buttons.addStretch(1)
+        buttons.addWidget(self.add_button)
+        buttons.addWidget(self.new_object_button)
+        layout.addLayout(buttons)
 
         self._recount = QTimer(self, singleShot=True, interval=250)
         self._recount.timeout.connect(self.recount)
         self._refresh_later = QTimer(self, singleShot=True, interval=250)
         self._refresh_later.timeout.connect(self.refresh)
-        self._counts = NO_COUNTS
+        self._counts = Counts()
         self._counter = None
         self._stale = False
         self._layer: Labels | None = None
@@ -112,25 +143,41 @@ class AnnotateSection(QGroupBox):
     def annotations(self) -> Labels | None:
         return self.annotations_combo.layer()
 
+    def objects_mode(self) -> bool:
+        return self.paint_mode.currentData() == OBJECTS
+
     def new_annotations(self) -> Labels | None:
-        """Add an empty annotation layer over the image, brush ready on the first class."""
+        """Add an empty annotation layer over the image, brush ready on the first class (or
+        object), in the chosen paint mode."""
         image = self.image()
         if image is None:
             show_error("Open an image first: annotations are painted over an image layer.")
             return None
         model = self.session.model
         names = list(model.class_names) if model else default_class_names(2)
-        layer = self.session.viewer.add_labels(
-            np.zeros(spatial_shape(image), dtype=np.uint8),
-            name=f"{image.name} annotations",
-            colormap=class_colormap(),
-            metadata={CLASS_NAMES_KEY: names},
+        objects = self.objects_mode()
+        viewer = self.session.viewer
+        layer = viewer.add_labels(
+            np.zeros(spatial_shape(image), dtype=np.uint16 if objects else np.uint8),
+            name=free_name(viewer, f"{image.name} annotations"),
+            colormap=objects_colormap() if objects else class_colormap(),
+            metadata={
+                CLASS_NAMES_KEY: names[:2] if objects else names,
+                PAINT_KEY: OBJECTS if objects else CLASSES,
+            },
             **placement(image),
         )
-        layer.selected_label = 2
-        layer.mode = "paint"
         self.annotations_combo.choose(layer)
+        self._paint(layer, 2)
         return layer
+
+    def new_object(self) -> None:
+        """Paint the next object with an id no object has yet (napari's "new label")."""
+        layer = self.annotations()
+        if layer is None:
+            show_error("Create or choose an annotation layer first.")
+            return
+        self._paint(layer, max(int(np.max(image_data(layer))) + 1, 2))
 
     def add_class(self) -> None:
         """Append a class and select it for painting."""
@@ -141,7 +188,7 @@ class AnnotateSection(QGroupBox):
         names = class_names(layer, self.table.rowCount())
         names.append(f"class {len(names) + 1}")
         set_class_names(layer, names)
-        layer.selected_label = len(names)
+        self._paint(layer, len(names))
         self.refresh()
 
     def recount(self) -> None:
@@ -151,56 +198,97 @@ class AnnotateSection(QGroupBox):
             self._stale = True
             return
         if self._layer is None:
-            self._counts = NO_COUNTS
+            self._counts = Counts()
             self.refresh()
             return
         self._counter = _jobs.start(
             annotation_counts,
             self._layer.data,
+            paints_objects(self._layer),
             returned=self._counted,
             errored=self._count_failed,
             finished=self._count_finished,
         )
 
     def refresh(self) -> None:
-        """Show every class with its colour, name and how much of it is annotated."""
+        """Show every class (or background and the objects) with its colour, name and how
+        much of it is annotated."""
         if self.table.state() == QAbstractItemView.State.EditingState:
             self._refresh_later.start()
             return
         layer = self.annotations()
+        objects = layer is not None and paints_objects(layer)
+        self.add_button.setVisible(not objects)
+        self.new_object_button.setVisible(objects)
         self.table.blockSignals(True)
         self.table.setRowCount(0)
         if layer is None:
-            self.summary.setText("No annotations yet: click New.")
+            image = self.image()
+            others = any(isinstance(x, Labels) for x in self.session.viewer.layers)
+            self.summary.setText(
+                f"No annotations of the shape of '{image.name}' yet: click New."
+                if image is not None and others
+                else "No annotations yet: click New."
+            )
         else:
-            pixels, slices, annotated, total = self._counts
-            highest = max(pixels, default=0)
-            names = class_names(layer, min(highest, MAX_CLASSES))
+            counts = self._counts
+            pixels, slices = counts.pixels, counts.slices
+            if objects:
+                names = class_names(layer, 2)[:2]
+            else:
+                names = class_names(layer, min(counts.highest, MAX_CLASSES))
             self.table.setRowCount(len(names))
             for row, name in enumerate(names):
                 label = row + 1
                 color = QTableWidgetItem(swatch(layer.colormap.map(label)), "")
                 cells = {
                     COLOR: color,
-                    LABEL: QTableWidgetItem(str(label)),
-                    NAME: QTableWidgetItem(name),
+                    LABEL: QTableWidgetItem(f"{label}…" if objects and row else str(label)),
+                    NAME: QTableWidgetItem(f"{name} (objects)" if objects and row else name),
                     PIXELS: QTableWidgetItem(f"{pixels.get(label, 0):,}"),
                     SLICES: QTableWidgetItem(str(slices.get(label, 0))),
                 }
                 for column, item in cells.items():
-                    if column != NAME:
+                    if column != NAME or (objects and row):
                         item.setFlags(item.flags() & ~Qt.ItemFlag.ItemIsEditable)
                     if column in (LABEL, PIXELS, SLICES):
                         item.setTextAlignment(Qt.AlignmentFlag.AlignRight)
                     self.table.setItem(row, column, item)
-            where = f" in {annotated} of {total} slices" if total > 1 else " annotated"
-            self.summary.setText(f"{sum(pixels.values()):,} pixels{where}")
-            if highest > MAX_CLASSES:
-                self.summary.setText(f"Ids up to {highest}: instance labels, not classes?")
+            total = counts.total
+            where = f" in {counts.annotated} of {total} slices" if total > 1 else " annotated"
+            text = f"{sum(pixels.values()):,} pixels{where}"
+            if objects:
+                following = max(counts.highest + 1, 2)
+                text = f"{counts.objects:,} objects, {text}; next object id {following}"
+            elif counts.highest > MAX_CLASSES:
+                text = f"Ids up to {counts.highest}: objects? Choose Paint: objects."
+            self.summary.setText(text)
             self.table.setColumnHidden(SLICES, total == 1)
             self._select_row(layer.selected_label)
         self.table.blockSignals(False)
         self.table.updateGeometry()
+
+    def _fits(self, layer: Labels) -> bool:
+        """Annotations must have the image's shape; object outputs are not annotations."""
+        image = self.image()
+        return layer.metadata.get(OUTPUT_KEY) != "instances" and (
+            image is None or tuple(image_data(layer).shape) == spatial_shape(image)
+        )
+
+    def _paint(self, layer: Labels, label: int) -> None:
+        """Select ``layer`` in the viewer with the brush on ``label``."""
+        layer.selected_label = label
+        layer.mode = "paint"
+        self.session.viewer.layers.selection.active = layer
+
+    def _paint_mode_chosen(self, index=None) -> None:
+        layer = self.annotations()
+        if layer is None or paints_objects(layer) == self.objects_mode():
+            return
+        objects = self.objects_mode()
+        layer.metadata[PAINT_KEY] = OBJECTS if objects else CLASSES
+        layer.colormap = objects_colormap() if objects else class_colormap()
+        self.refresh()
 
     def _annotations_chosen(self, index=None) -> None:
         if self._layer is not None:
@@ -212,7 +300,12 @@ class AnnotateSection(QGroupBox):
             for emitter in self._watched(self._layer):
                 emitter.connect(self._changed)
             self._layer.events.selected_label.connect(self._label_selected)
-        self._counts = NO_COUNTS
+            self.paint_mode.blockSignals(True)
+            self.paint_mode.setCurrentIndex(
+                self.paint_mode.findData(OBJECTS if paints_objects(self._layer) else CLASSES)
+            )
+            self.paint_mode.blockSignals(False)
+        self._counts = Counts()
         self.refresh()
         self.recount()
 
@@ -243,6 +336,8 @@ class AnnotateSection(QGroupBox):
 
     def _select_row(self, label: int) -> None:
         self.table.blockSignals(True)
+        if self._layer is not None and paints_objects(self._layer):
+            label = min(label, 2)
         if 1 <= label <= self.table.rowCount():
             self.table.selectRow(label - 1)
         else:
@@ -251,8 +346,13 @@ class AnnotateSection(QGroupBox):
 
     def _row_chosen(self) -> None:
         layer, rows = self.annotations(), self.table.selectionModel().selectedRows()
-        if layer is not None and rows:
-            layer.selected_label = rows[0].row() + 1
+        if layer is None or not rows:
+            return
+        label = rows[0].row() + 1
+        if paints_objects(layer) and label > BACKGROUND:
+            self.new_object()
+        else:
+            self._paint(layer, label)
 
     def _renamed(self, item: QTableWidgetItem) -> None:
         layer = self.annotations()

@@ -1,14 +1,18 @@
 """A combo box of the viewer's layers of one type, kept in sync with the layer list."""
 
+from qtpy.QtCore import Qt
 from qtpy.QtWidgets import QComboBox
+
+from ._session import unwrap
 
 
 class LayerCombo(QComboBox):
-    """Layers of type ``kind``; :meth:`layer` is the chosen one (or None)."""
+    """Layers of type ``kind`` that ``accept(layer)`` (all by default); :meth:`layer` is the
+    chosen one (or None). Call :meth:`refresh` when what ``accept`` says may have changed."""
 
-    def __init__(self, viewer, kind, parent=None):
+    def __init__(self, viewer, kind, accept=None, parent=None):
         super().__init__(parent)
-        self.viewer, self.kind = viewer, kind
+        self.viewer, self.kind, self.accept = viewer, kind, accept or (lambda layer: True)
         self.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
         self.setMinimumContentsLength(12)
         viewer.layers.events.inserted.connect(self._inserted)
@@ -23,21 +27,39 @@ class LayerCombo(QComboBox):
         layer = self.currentData()
         return layer if layer is not None and layer in self.viewer.layers else None
 
-    def choose(self, layer) -> None:
-        self.setCurrentIndex(self.findData(layer))
+    def layers(self) -> list:
+        return [self.itemData(i) for i in range(self.count())]
+
+    def choose(self, layer) -> bool:
+        """Choose ``layer`` if it is listed; whether it is."""
+        index = self._index(unwrap(layer))
+        if index >= 0:
+            self.setCurrentIndex(index)
+        return index >= 0
 
     def refresh(self, event=None) -> None:
-        """List the layers again, keeping the choice when it still exists."""
+        """List the layers again, keeping the choice when it is still listed."""
         chosen = self.currentData()
-        layers = [layer for layer in self.viewer.layers if isinstance(layer, self.kind)]
+        layers = [
+            layer
+            for layer in self.viewer.layers
+            if isinstance(layer, self.kind) and self.accept(layer)
+        ]
         self.blockSignals(True)
         self.clear()
         for layer in layers:
             self.addItem(layer.name, layer)
-        self.setCurrentIndex(self.findData(chosen) if chosen in layers else 0 if layers else -1)
+            self.setItemData(self.count() - 1, layer.name, Qt.ItemDataRole.ToolTipRole)
+        index = self._index(chosen)
+        self.setCurrentIndex(index if index >= 0 else 0 if layers else -1)
         self.blockSignals(False)
         if chosen is not self.currentData():
             self.currentIndexChanged.emit(self.currentIndex())
+
+    def _index(self, layer) -> int:
+        if layer is None:
+            return -1
+        return next((i for i in range(self.count()) if self.itemData(i) is layer), -1)
 
     def _inserted(self, event) -> None:
         event.value.events.name.connect(self.refresh)

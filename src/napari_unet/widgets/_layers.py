@@ -1,14 +1,26 @@
 """Between napari layers and the engine: data, axes, class names and colours."""
 
+from colorsys import hsv_to_rgb
+from dataclasses import dataclass, field
+
 import numpy as np
 from napari.layers import Image, Labels
 from napari.utils.colormaps import Colormap, DirectLabelColormap
 
-from ..annotations import BACKGROUND, annotated_slices, count_classes, default_class_names
+from ..annotations import (
+    BACKGROUND,
+    annotated_slices,
+    count_classes,
+    default_class_names,
+    objects_to_classes,
+)
 
 CLASS_NAMES_KEY = "napari_unet_class_names"
 OUTPUT_KEY = "napari_unet_output"
 EDITED_KEY = "napari_unet_edited"
+PAINT_KEY = "napari_unet_paint"
+CLASSES, OBJECTS = "classes", "objects"
+OBJECT_COLORS = 1024
 
 BACKGROUND_COLOR = (0.35, 0.55, 0.95, 0.5)
 CLASS_COLORS = (
@@ -37,6 +49,29 @@ def class_colormap(background_visible: bool = True) -> DirectLabelColormap:
     if not background_visible:
         colors[BACKGROUND] = TRANSPARENT
     return DirectLabelColormap(color_dict=colors)
+
+
+def objects_colormap() -> DirectLabelColormap:
+    """Background blue, then a different colour for each object id (cycling after 1024):
+    hues a golden angle apart, alternating brightness, so that neighbours differ."""
+    colors = {None: TRANSPARENT, 0: TRANSPARENT, BACKGROUND: BACKGROUND_COLOR}
+    for i in range(OBJECT_COLORS):
+        hue = (0.1 + i * 0.618034) % 1.0
+        value = 1.0 if i % 2 else 0.8
+        colors[i + 2] = (*hsv_to_rgb(hue, 0.75, value), 1.0)
+    return DirectLabelColormap(color_dict=colors)
+
+
+def paints_objects(layer: Labels) -> bool:
+    """Whether each object is painted with its own id (2, 3, ...) in ``layer``."""
+    return layer.metadata.get(PAINT_KEY) == OBJECTS
+
+
+def training_annotations(layer: Labels) -> np.ndarray:
+    """A snapshot of ``layer`` as class annotations (objects become one class, with
+    background where two objects touch)."""
+    data = np.array(image_data(layer))
+    return objects_to_classes(data) if paints_objects(layer) else data
 
 
 def probability_colormap(label: int) -> Colormap:
@@ -100,14 +135,46 @@ def is_unedited_output(layer, kind: str, shape: tuple[int, ...]) -> bool:
     )
 
 
-def annotation_counts(data) -> tuple[dict[int, int], dict[int, int], int, int]:
-    """Pixels and slices annotated per id, the number of annotated slices and of all slices."""
+@dataclass(frozen=True)
+class Counts:
+    """Pixels and slices annotated per id (objects counted as id 2), the annotated and all
+    slices, the number of objects and the highest id."""
+
+    pixels: dict = field(default_factory=dict)
+    slices: dict = field(default_factory=dict)
+    annotated: int = 0
+    total: int = 1
+    objects: int = 0
+    highest: int = 0
+
+
+def annotation_counts(data, objects: bool = False) -> Counts:
+    """The counts of annotation ids, with ``objects`` (ids 2.. each one object) merged."""
     stack = data[None] if data.ndim == 2 else data.reshape((-1, *data.shape[-2:]))
     pixels: dict[int, int] = {}
     slices: dict[int, int] = {}
+    ids: set[int] = set()
     picks = annotated_slices(stack)
     for z in picks:
-        for label, count in count_classes(stack[z]).items():
+        counts = count_classes(stack[z])
+        ids.update(counts)
+        if objects:
+            merged = {label: n for label, n in counts.items() if label <= BACKGROUND}
+            inside = sum(n for label, n in counts.items() if label > BACKGROUND)
+            counts = {**merged, 2: inside} if inside else merged
+        for label, count in counts.items():
             pixels[label] = pixels.get(label, 0) + count
             slices[label] = slices.get(label, 0) + 1
-    return pixels, slices, len(picks), stack.shape[0]
+    found = sum(label > BACKGROUND for label in ids) if objects else 0
+    return Counts(pixels, slices, len(picks), stack.shape[0], found, max(ids, default=0))
+
+
+def free_name(viewer, name: str) -> str:
+    """``name``, or ``name (2)``, ``name (3)``, ... : the first that no layer has."""
+    taken = {layer.name for layer in viewer.layers}
+    number = 2
+    candidate = name
+    while candidate in taken:
+        candidate = f"{name} ({number})"
+        number += 1
+    return candidate

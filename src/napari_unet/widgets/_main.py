@@ -7,7 +7,7 @@ from . import _jobs
 from ._annotate import AnnotateSection
 from ._model import ModelSection
 from ._predict import PredictSection
-from ._session import Session
+from ._session import session_of
 from ._train import TrainSection
 
 
@@ -19,6 +19,7 @@ class VerticalScroll(QScrollArea):
         self.setWidgetResizable(True)
         self.setFrameShape(QFrame.Shape.NoFrame)
         self.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        self._width = -1
 
     def minimumSizeHint(self) -> QSize:
         width = (
@@ -27,8 +28,13 @@ class VerticalScroll(QScrollArea):
         return QSize(width, super().minimumSizeHint().height())
 
     def eventFilter(self, watched, event) -> bool:
+        """Tell napari's window only when the width the sections need changes: a layout
+        request that reaches the window lays out (and redraws) the whole window."""
         if watched is self.widget() and event.type() == QEvent.Type.LayoutRequest:
-            self.updateGeometry()
+            width = self.widget().minimumSizeHint().width()
+            if width != self._width:
+                self._width = width
+                self.updateGeometry()
         return super().eventFilter(watched, event)
 
 
@@ -39,8 +45,8 @@ class UNetWidget(QWidget):
         super().__init__(parent)
         _jobs.leave_a_core_for_the_gui()
         _jobs.warm_up()
-        self.viewer = napari_viewer
-        self.session = Session(napari_viewer, self)
+        self.session = session_of(napari_viewer)
+        self.viewer = self.session.viewer
         self.annotate = AnnotateSection(self.session)
         self.train = TrainSection(self.session, self.annotate)
         self.model = ModelSection(self.session)
@@ -57,3 +63,19 @@ class UNetWidget(QWidget):
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
         layout.addWidget(scroll)
+        self._docked = False
+
+    def event(self, event) -> bool:
+        """Stop the running jobs when napari takes the dock away (its close button, or the
+        window closing): the session keeps the model for a dock opened again."""
+        if event.type() == QEvent.Type.ParentChange:
+            if self.parent() is not None:
+                self._docked = True
+            elif self._docked:
+                self._docked = False
+                self.shut_down()
+        return super().event(event)
+
+    def shut_down(self) -> None:
+        self.train.shut_down()
+        self.predict.cancel()

@@ -1,8 +1,10 @@
 """Model: the current model, the device it runs on, and its safe model files."""
 
+import os
 from pathlib import Path
 
 from napari.utils.notifications import show_error, show_info
+from qtpy.QtCore import Qt
 from qtpy.QtWidgets import (
     QComboBox,
     QFileDialog,
@@ -14,11 +16,12 @@ from qtpy.QtWidgets import (
     QVBoxLayout,
 )
 
+from .. import autosave
 from ..device import describe, resolve_device
 from ..errors import UNetError
 from ..io import SUFFIX, load_model, save_model
 from ..segmenter import Segmenter
-from ._session import Session
+from ._session import LOADED, Session, confirm_replace
 
 FILE_FILTER = f"napari-unet model (*{SUFFIX})"
 
@@ -45,6 +48,11 @@ def summarize(model: Segmenter) -> str:
     )
 
 
+def wrappable(path: Path) -> str:
+    """``path`` with zero-width spaces after each separator, so that a label can wrap it."""
+    return str(path).replace(os.sep, os.sep + "\u200b")
+
+
 class ModelSection(QGroupBox):
     """Shows the current model; loads and saves it (safetensors, atomic writes)."""
 
@@ -52,6 +60,21 @@ class ModelSection(QGroupBox):
         super().__init__("3 · Model", parent)
         self.session = session
         self.description = QLabel()
+        self.description.setWordWrap(True)
+        self.file = QLabel()
+        self.file.setWordWrap(True)
+        self.recent = QComboBox()
+        self.recent.setSizeAdjustPolicy(
+            QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon
+        )
+        self.recent.setMinimumContentsLength(12)
+        self.recent.setToolTip(
+            f"Every training round's model is kept (the newest {autosave.KEEP}) in "
+            f"{autosave.folder()}"
+        )
+        self.open_button = QPushButton("Open")
+        self.open_button.setToolTip("Make the chosen recent model the current one")
+        self.open_button.clicked.connect(self.open_recent)
         self.device = QComboBox()
         for name, text in available_devices():
             self.device.addItem(text, name)
@@ -64,16 +87,39 @@ class ModelSection(QGroupBox):
 
         form = QFormLayout()
         form.addRow("Device", self.device)
+        recent = QHBoxLayout()
+        recent.addWidget(self.recent, 1)
+        recent.addWidget(self.open_button)
+        form.addRow("Recent", recent)
         buttons = QHBoxLayout()
         buttons.addWidget(self.load_button)
         buttons.addWidget(self.save_button)
         layout = QVBoxLayout(self)
         layout.addWidget(self.description)
+        layout.addWidget(self.file)
         layout.addLayout(form)
         layout.addLayout(buttons)
         session.changed.connect(self._sync)
+        session.model_replaced.connect(self.list_recent)
         self._device_chosen()
+        self.list_recent()
         self._sync()
+
+    def list_recent(self, how=None) -> None:
+        """List the kept models, newest first."""
+        self.recent.clear()
+        for kept in autosave.kept():
+            self.recent.addItem(kept.label, kept.path)
+            self.recent.setItemData(
+                self.recent.count() - 1, str(kept.path), Qt.ItemDataRole.ToolTipRole
+            )
+        self._sync()
+
+    def open_recent(self) -> None:
+        """Make the chosen recent model the current one."""
+        path = self.recent.currentData()
+        if path is not None:
+            self.load(path)
 
     def save(self, path: str | Path) -> Path | None:
         """Write the current model to ``path`` (replacing it: the file dialog asked)."""
@@ -81,21 +127,26 @@ class ModelSection(QGroupBox):
             show_error("There is no model to save yet: train or load one first.")
             return None
         try:
-            path = save_model(self.session.model, path)
+            path = save_model(self.session.model, path, overwrite=True)
         except (UNetError, OSError) as error:
             show_error(f"Cannot save the model: {error}")
             return None
-        show_info(f"Model saved to {path}")
+        self.session.model_file = path
+        self._sync()
+        show_info(f"Model saved as {path.name}: its folder is shown under Model.")
         return path
 
     def load(self, path: str | Path) -> None:
-        """Make the model in ``path`` the current one."""
+        """Make the model in ``path`` the current one (asking first if the current one is in
+        no file)."""
+        if not confirm_replace(self.session, self):
+            return
         try:
             model = load_model(path)
         except (UNetError, OSError) as error:
             show_error(f"Cannot load the model: {error}")
             return
-        self.session.set_model(model)
+        self.session.set_model(model, LOADED, Path(path))
         show_info(f"Loaded {Path(path).name}: {model.describe()}")
 
     def _ask_save(self) -> None:
@@ -116,9 +167,15 @@ class ModelSection(QGroupBox):
     def _sync(self) -> None:
         model, training = self.session.model, self.session.training
         if model is None:
-            self.description.setText("No model yet: train one or load a file.")
+            self.description.setText("No model yet: train one, open a recent one or load a file.")
         else:
             self.description.setText(summarize(model))
+        file = self.session.model_file
+        shown = model is not None and file is not None
+        self.file.setText(f"File: {wrappable(file)}" if shown else "")
+        self.file.setToolTip(str(file) if shown else "")
+        self.file.setVisible(bool(self.file.text()))
         self.save_button.setEnabled(model is not None)
         self.load_button.setEnabled(not training)
+        self.open_button.setEnabled(not training and self.recent.count() > 0)
         self.device.setEnabled(not training)

@@ -1,4 +1,8 @@
-"""The live loss plot: loss per step (raw and smoothed) and validation Dice, across rounds.
+"""The live loss plot: the running mean of the loss and the validation Dice, across rounds.
+
+The loss of single steps varies too much (0.2-0.9 on sparse annotations) to read a trend, so
+only its running mean is drawn; the Dice score is drawn when part of the annotations is held
+back (it is None otherwise).
 
 Drawn with QPainter: a matplotlib redraw took 40 ms on an idle core and 130-250 ms beside
 training, longer than the 100 ms the event loop may be blocked.
@@ -39,13 +43,17 @@ class LossPlot(QWidget):
         self.frame = QColor(colors.primary.as_hex())
         self.setMinimumHeight(150)
         self.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Fixed)
+        self.clear()
+
+    def clear(self) -> None:
+        """Forget all rounds: a new model starts."""
         self.steps: list[int] = []
-        self.losses: list[float] = []
         self.smoothed: list[float] = []
         self.dice_steps: list[int] = []
         self.dice: list[float] = []
         self.rounds: list[int] = []
         self._offset = 0
+        self.update()
 
     def start_round(self) -> None:
         """Continue the step axis after the previous round, marked by a dotted line."""
@@ -55,10 +63,12 @@ class LossPlot(QWidget):
 
     def add(self, progress: TrainProgress) -> None:
         step = self._offset + progress.step
+        mean = getattr(progress, "mean_loss", None)
+        if mean is None:
+            fresh = not self.smoothed or self.steps[-1] == self._offset
+            mean = progress.loss if fresh else 0.9 * self.smoothed[-1] + 0.1 * progress.loss
         self.steps.append(step)
-        self.losses.append(progress.loss)
-        previous = self.smoothed[-1] if self.smoothed and progress.step > 1 else progress.loss
-        self.smoothed.append(0.9 * previous + 0.1 * progress.loss)
+        self.smoothed.append(mean)
         if progress.validation_dice is not None:
             self.dice_steps.append(step)
             self.dice.append(progress.validation_dice)
@@ -73,7 +83,7 @@ class LossPlot(QWidget):
         left, top, right, bottom = MARGINS
         area = QRectF(left, top, self.width() - left - right, self.height() - top - bottom)
         last_step = nice_ceiling(max(10, self.steps[-1] if self.steps else 10))
-        top_loss = nice_ceiling(max(self.losses, default=1.0) or 1.0)
+        top_loss = nice_ceiling(max(self.smoothed, default=1.0) or 1.0)
 
         def point(step: float, value: float, high: float) -> QPointF:
             x = area.left() + area.width() * step / last_step
@@ -90,9 +100,6 @@ class LossPlot(QWidget):
             pairs = zip(steps[::stride], values[::stride], strict=True)
             return [point(s, v, high) for s, v in pairs]
 
-        faint = QColor(LOSS_COLOR)
-        faint.setAlphaF(0.35)
-        self._line(painter, curve(self.steps, self.losses, top_loss), faint)
         self._line(painter, curve(self.steps, self.smoothed, top_loss), LOSS_COLOR, 1.6)
         dice = curve(self.dice_steps, self.dice, 1.0)
         self._line(painter, dice, DICE_COLOR, 1.2)
@@ -112,9 +119,10 @@ class LossPlot(QWidget):
             label = tick_label(fraction * top_loss)
             box = QRectF(0, y - height / 2, area.left() - 4, height)
             painter.drawText(box, Qt.AlignmentFlag.AlignRight, label)
-            painter.setPen(DICE_COLOR)
-            box = QRectF(area.right() + 4, y - height / 2, 40, height)
-            painter.drawText(box, Qt.AlignmentFlag.AlignLeft, f"{fraction:g}")
+            if self.dice:
+                painter.setPen(DICE_COLOR)
+                box = QRectF(area.right() + 4, y - height / 2, 40, height)
+                painter.drawText(box, Qt.AlignmentFlag.AlignLeft, f"{fraction:g}")
             x = area.left() + fraction * area.width()
             painter.setPen(self.text)
             box = QRectF(x - 30, area.bottom() + 2, 60, height)
@@ -122,9 +130,10 @@ class LossPlot(QWidget):
             painter.drawText(box, Qt.AlignmentFlag.AlignHCenter, label)
         title = QRectF(area.left(), 0, area.width(), area.top())
         painter.setPen(LOSS_COLOR)
-        painter.drawText(title, Qt.AlignmentFlag.AlignLeft, "loss")
+        painter.drawText(title, Qt.AlignmentFlag.AlignLeft, "loss (running mean)")
         painter.setPen(DICE_COLOR)
-        painter.drawText(title, Qt.AlignmentFlag.AlignRight, "validation Dice")
+        if self.dice:
+            painter.drawText(title, Qt.AlignmentFlag.AlignRight, "validation Dice")
 
     @staticmethod
     def _line(painter: QPainter, points: list[QPointF], color: QColor, width: float = 1.0):

@@ -3,9 +3,11 @@
 import numpy as np
 from napari.layers import Image
 from napari.utils.notifications import show_error, show_info, show_warning
+from qtpy.QtCore import QTimer
 from qtpy.QtWidgets import (
     QCheckBox,
     QComboBox,
+    QDoubleSpinBox,
     QFormLayout,
     QGridLayout,
     QGroupBox,
@@ -14,20 +16,26 @@ from qtpy.QtWidgets import (
     QProgressBar,
     QPushButton,
     QSizePolicy,
+    QSpinBox,
     QVBoxLayout,
 )
 
 from ..errors import UNetError
+from ..objects import ObjectSettings
 from ..predict import Prediction, Predictor, PredictProgress
 from . import _jobs
 from ._annotate import AnnotateSection
 from ._combo import LayerCombo
 from ._layers import (
+    CLASS_NAMES_KEY,
+    CLASSES,
     EDITED_KEY,
     OUTPUT_KEY,
+    PAINT_KEY,
     channel_axis,
     class_colormap,
     current_index,
+    free_name,
     image_data,
     is_unedited_output,
     placement,
@@ -50,8 +58,21 @@ class PredictSection(QGroupBox):
         self.probabilities = QCheckBox("Probabilities")
         self.probabilities.setToolTip("One Image layer per class, 0..1")
         self.instances = QCheckBox("Objects of")
-        self.instances.setToolTip("Connected objects of one class, each with its own id")
+        self.instances.setToolTip("The objects of one class, each with its own id")
         self.instance_class = QComboBox()
+        defaults = ObjectSettings()
+        self.split = QDoubleSpinBox(decimals=2, minimum=0.0, maximum=1.0, singleStep=0.05)
+        self.split.setValue(defaults.split)
+        self.split.setToolTip(
+            "How eagerly touching objects are split: 0 never (each connected blob is one "
+            "object), 0.5 where the neck between two objects is less than half as thick as "
+            "the smaller one, 1 at any dip"
+        )
+        self.min_size = QSpinBox(minimum=0, maximum=10**7, suffix=" px")
+        self.min_size.setValue(defaults.min_size)
+        self.min_size.setToolTip(
+            "Smaller objects are merged into a touching object, or dropped when alone"
+        )
         self.predict_button = QPushButton("Predict")
         self.predict_button.setToolTip("Predict the whole image or stack")
         self.predict_button.clicked.connect(self.predict)
@@ -78,6 +99,11 @@ class PredictSection(QGroupBox):
         outputs.addWidget(self.instances, 1, 0)
         outputs.addWidget(self.instance_class, 1, 1)
         form.addRow("Outputs", outputs)
+        objects = QHBoxLayout()
+        objects.addWidget(self.split, 1)
+        objects.addWidget(QLabel("min size"))
+        objects.addWidget(self.min_size, 1)
+        form.addRow("Split objects", objects)
         buttons = QHBoxLayout()
         for button in (self.predict_button, self.slice_button, self.cancel_button):
             buttons.addWidget(button)
@@ -94,12 +120,26 @@ class PredictSection(QGroupBox):
         self.predictor: Predictor | None = None
         self.worker = None
         self.outputs: dict[str, list] = {}
-        self.last_classes = None
+        self._classes = None
         self._image = None
         self._slice: int | None = None
+        self._pending: list = []
+        self._add_next = QTimer(self, singleShot=True, interval=0)
+        self._add_next.timeout.connect(self._add_pending)
         session.changed.connect(self._sync)
         session.viewer.layers.events.removed.connect(self._layer_removed)
+        annotate.image_combo.currentIndexChanged.connect(self._follow_annotated_image)
+        self.instances.toggled.connect(self._sync)
+        self._follow_annotated_image()
         self._sync()
+
+    def _follow_annotated_image(self, index=None) -> None:
+        image = self.annotate.image()
+        if image is not None:
+            self.image_combo.choose(image)
+
+    def objects(self) -> ObjectSettings:
+        return ObjectSettings(split=self.split.value(), min_size=self.min_size.value())
 
     def predict(self) -> None:
         """Predict the whole image; result layers fill in slice by slice."""
@@ -141,6 +181,7 @@ class PredictSection(QGroupBox):
                 labels=self.classes.isChecked(),
                 probabilities=self.probabilities.isChecked(),
                 instances_of=instances,
+                objects=self.objects() if instances else None,
                 device=self.session.device,
             )
         except UNetError as error:
@@ -162,7 +203,12 @@ class PredictSection(QGroupBox):
 
     def _output_layers(self, image, result: Prediction, live: bool) -> dict[str, list]:
         """Result layers by output, their data the arrays being filled (``live``), or zeros
-        of the image's shape, into which a slice is copied at the end."""
+        of the image's shape, into which a slice is copied at the end.
+
+        Unedited results of an earlier prediction are reused; new layers are added one per
+        turn of the event loop (each costs napari tens of milliseconds), in the meantime
+        their place in the lists is None.
+        """
         model, viewer = self.session.model, self.session.viewer
         shape = spatial_shape(image)
         place = placement(image)
@@ -177,43 +223,72 @@ class PredictSection(QGroupBox):
             name = f"{image.name}: {model.class_names[self.instance_class.currentData() - 1]}"
             wanted.append(("instances", f"{name} objects", result.instances, None))
         layers: dict[str, list] = {}
+        self._pending = []
         for kind, name, array, label in wanted:
+            metadata = {OUTPUT_KEY: kind}
+            if kind == "classes":
+                metadata.update({CLASS_NAMES_KEY: list(model.class_names), PAINT_KEY: CLASSES})
             existing = next((layer for layer in viewer.layers if layer.name == name), None)
+            slot = layers.setdefault(kind, [])
             if existing is not None and is_unedited_output(existing, kind, shape):
+                existing.metadata.update(metadata)
                 if live:
                     existing.data = array
-                layers.setdefault(kind, []).append(existing)
+                slot.append(existing)
+                self._classes = existing if kind == "classes" else self._classes
                 continue
             if existing is not None:
-                show_info(f"'{name}' was edited or is not a prediction: it is kept as it is.")
+                kept, name = name, free_name(viewer, name)
+                show_info(
+                    f"'{kept}' was edited or is not a prediction: it is kept as it is, "
+                    f"the new result is '{name}'."
+                )
             data = array if live else np.zeros(shape, dtype=array.dtype)
-            metadata = {OUTPUT_KEY: kind}
-            if kind == "probability":
-                layer = viewer.add_image(
-                    data,
-                    name=name,
-                    colormap=probability_colormap(label),
-                    contrast_limits=(0, 1),
-                    blending="additive",
-                    visible=label == 2,
-                    metadata=metadata,
-                    **place,
-                )
-            else:
-                layer = viewer.add_labels(
-                    data,
-                    name=name,
-                    colormap=class_colormap(background_visible=False)
-                    if kind == "classes"
-                    else None,
-                    metadata=metadata,
-                    **place,
-                )
-                layer.events.paint.connect(self._edited)
-            layers.setdefault(kind, []).append(layer)
-        if "classes" in layers:
-            self.last_classes = layers["classes"][0]
+            spec = (kind, len(slot), name, data, label, metadata, place)
+            slot.append(None)
+            self._pending.append(spec)
+        self._add_next.start()
         return layers
+
+    def _add_pending(self) -> None:
+        """Add the next waiting result layer."""
+        if not self._pending:
+            return
+        kind, index, name, data, label, metadata, place = self._pending.pop(0)
+        viewer = self.session.viewer
+        if kind == "probability":
+            layer = viewer.add_image(
+                data,
+                name=name,
+                colormap=probability_colormap(label),
+                contrast_limits=(0, 1),
+                blending="additive",
+                visible=label == 2,
+                metadata=metadata,
+                **place,
+            )
+        else:
+            layer = viewer.add_labels(
+                data,
+                name=name,
+                colormap=class_colormap(background_visible=False) if kind == "classes" else None,
+                metadata=metadata,
+                **place,
+            )
+            layer.events.paint.connect(self._edited)
+        self.outputs[kind][index] = layer
+        self._classes = layer if kind == "classes" else self._classes
+        if self._pending:
+            self._add_next.start()
+
+    def _add_all_pending(self) -> None:
+        while self._pending:
+            self._add_pending()
+
+    def last_classes(self):
+        """The class layer of the last prediction, if it is still in the viewer."""
+        layer = self._classes
+        return layer if layer is not None and layer in self.session.viewer.layers else None
 
     def _progress(self, progress: PredictProgress) -> None:
         self.last = progress
@@ -241,6 +316,7 @@ class PredictSection(QGroupBox):
         if not result.complete:
             self.status.setText("Cancelled: the slices done so far are shown.")
             return
+        self._add_all_pending()
         if self._slice is not None:
             self._copy_slice(result)
         where = "" if self._slice is None else f", slice {self._slice}"
@@ -268,7 +344,7 @@ class PredictSection(QGroupBox):
         self._sync()
 
     def _layers(self):
-        return [layer for layers in self.outputs.values() for layer in layers]
+        return [layer for layers in self.outputs.values() for layer in layers if layer]
 
     def _layer_removed(self, event) -> None:
         if self.predictor is None:
@@ -283,8 +359,8 @@ class PredictSection(QGroupBox):
     def copy_to_annotations(self) -> int:
         """Copy the predicted classes of the slice in view into the unannotated pixels of
         the annotation layer, as one undoable edit; return the number of pixels filled."""
-        source, target = self.last_classes, self.annotate.annotations()
-        if source is None or source not in self.session.viewer.layers:
+        source, target = self.last_classes(), self.annotate.annotations()
+        if source is None:
             show_error("Predict first: there is no class prediction to copy.")
             return 0
         if target is None:

@@ -1,8 +1,8 @@
 """Train: a round of training in a thread worker, with a live loss plot and Stop."""
 
 import copy
+import functools
 
-import numpy as np
 from napari.utils.notifications import show_error, show_info, show_warning
 from qtpy.QtWidgets import (
     QCheckBox,
@@ -18,14 +18,14 @@ from qtpy.QtWidgets import (
     QVBoxLayout,
 )
 
+from .. import autosave
 from ..errors import UNetError
-from ..segmenter import Segmenter
 from ..train import Trainer, TrainProgress, TrainSettings
 from . import _jobs
 from ._annotate import AnnotateSection
-from ._layers import channel_axis, class_names, image_data
+from ._layers import channel_axis, class_names, image_data, training_annotations
 from ._plot import LossPlot
-from ._session import Session
+from ._session import CONTINUED, LOADED, TRAINED, Round, Session, confirm_replace
 
 SIZES = {
     "Auto for the device": (None, None),
@@ -89,9 +89,10 @@ class TrainSection(QGroupBox):
         self.last: TrainProgress | None = None
         self._outcome = ""
         self._inputs: tuple = ()
-        self._had_model = False
         session.changed.connect(self._sync)
+        session.model_replaced.connect(self._model_replaced)
         session.viewer.layers.events.removed.connect(self._layer_removed)
+        self.resume.setChecked(session.model is not None)
         self._sync()
 
     def settings(self) -> TrainSettings:
@@ -120,29 +121,35 @@ class TrainSection(QGroupBox):
             return
         model = self.session.model
         resume = model is not None and self.resume.isChecked()
+        if not resume and not confirm_replace(self.session, self):
+            return
         try:
             trainer = Trainer(
                 image_data(image),
-                np.array(image_data(annotations)),
+                training_annotations(annotations),
                 channel_axis=channel_axis(image),
                 settings=self.settings(),
                 segmenter=copy.deepcopy(model) if resume else None,
-                class_names=class_names(annotations),
+                class_names=class_names(annotations, 2),
             )
         except UNetError as error:
             show_error(f"Cannot train: {error}")
             return
         self.trainer, self.last, self._inputs = trainer, None, (image, annotations)
         self._outcome = "Not trained."
+        if not resume:
+            self.plot.clear()
         self.plot.start_round()
         self.progress.setValue(0)
         self.status.setText("Preparing the annotated slices…")
         self.worker = _jobs.start(
-            trainer.run,
+            train_and_keep,
+            trainer,
+            CONTINUED if resume else TRAINED,
             yielded=self._progress,
-            returned=self._trained,
+            returned=[self.session.keep_round, self._trained],
             errored=self._failed,
-            finished=self._finished,
+            finished=[self._finished, functools.partial(self.session.set_training, False)],
         )
         self.session.set_training(True)
 
@@ -163,15 +170,15 @@ class TrainSection(QGroupBox):
             self.status.setText(describe(self.last))
         self.plot.update()
 
-    def _trained(self, segmenter: Segmenter) -> None:
-        if self.last is None:
+    def _trained(self, outcome: Round) -> None:
+        if outcome.segmenter is None or self.last is None:
             show_info("Training stopped before its first step; the model is unchanged.")
             return
-        self.session.set_model(segmenter)
         self._outcome = summarize(self.last)
-        dice = segmenter.history[-1].get("validation_dice")
-        score = "" if dice is None else f", best validation Dice {dice:.2f}"
-        show_info(f"Training round done: {self.last.step} steps{score}.")
+        dice = outcome.segmenter.history[-1].get("validation_dice")
+        score = "" if dice is None else f", validation Dice {dice:.2f}"
+        kept = "" if outcome.file is None else " Kept under Model › Recent."
+        show_info(f"Training round done: {self.last.step} steps{score}.{kept}")
 
     def _failed(self, error: BaseException) -> None:
         self._outcome = "Training failed: see the notification."
@@ -181,8 +188,23 @@ class TrainSection(QGroupBox):
         self.trainer, self.worker, self._inputs = None, None, ()
         self._show_later.stop()
         self._show()
+        self.progress.setValue(PROGRESS_SCALE if self._outcome.startswith("Done") else 0)
         self.status.setText(self._outcome)
-        self.session.set_training(False)
+
+    def shut_down(self) -> None:
+        """Stop the round because the dock closes: the session still receives the model."""
+        if self.trainer is not None:
+            self.trainer.stop()
+            show_info(
+                "The U-Net dock was closed: training stops after this step. The model is "
+                "kept: open the dock again, or find it under Model › Recent."
+            )
+
+    def _model_replaced(self, how: str) -> None:
+        if self.session.model is not None:
+            self.resume.setChecked(True)
+        if how == LOADED:
+            self.plot.clear()
 
     def _layer_removed(self, event) -> None:
         if self.trainer is not None and event.value in self._inputs:
@@ -194,9 +216,6 @@ class TrainSection(QGroupBox):
 
     def _sync(self) -> None:
         running, has_model = self.session.training, self.session.model is not None
-        if has_model and not self._had_model:
-            self.resume.setChecked(True)
-        self._had_model = has_model
         self.resume.setEnabled(has_model and not running)
         self.size.setEnabled(not (has_model and self.resume.isChecked()) and not running)
         self.start_button.setEnabled(not running)
@@ -207,6 +226,18 @@ class TrainSection(QGroupBox):
     def _unit_changed(self, unit: str) -> None:
         self.duration.setDecimals(1 if unit == "minutes" else 0)
         self.duration.setValue(DURATION_DEFAULTS[unit])
+
+
+def train_and_keep(trainer: Trainer, how: str):
+    """The trainer's progress, then the round's outcome, the model kept in the autosave folder
+    (in the worker thread: the model is kept even if the dock is gone)."""
+    segmenter = yield from trainer.run()
+    if not segmenter.history or not segmenter.history[-1].get("steps"):
+        return Round(None, how)
+    try:
+        return Round(segmenter, how, autosave.keep(segmenter))
+    except UNetError as error:
+        return Round(segmenter, how, problem=str(error))
 
 
 def describe(progress: TrainProgress) -> str:
