@@ -101,6 +101,7 @@ class AnnotateSection(QGroupBox):
         self.table.setToolTip("Click a row to paint it; double-click a name to rename the class")
         self.table.itemChanged.connect(self._renamed)
         self.table.itemSelectionChanged.connect(self._row_chosen)
+        self.table.clicked.connect(self._row_chosen)
         self.add_button = QPushButton("Add class")
         self.add_button.clicked.connect(self.add_class)
         self.new_object_button = QPushButton("New object")
@@ -344,7 +345,7 @@ class AnnotateSection(QGroupBox):
             self.table.clearSelection()
         self.table.blockSignals(False)
 
-    def _row_chosen(self) -> None:
+    def _row_chosen(self, index=None) -> None:
         layer, rows = self.annotations(), self.table.selectionModel().selectedRows()
         if layer is None or not rows:
             return
