@@ -47,9 +47,12 @@ def test_a_failure_in_the_second_file_leaves_the_old_set(tmp_path, failure):
 
 
 def test_disk_full_is_one_clear_line(tmp_path):
-    with pytest.raises(UNetError, match="nothing was written: the disk is full"):
-        with reserve([tmp_path / "a.bin"]) as outputs:
-            outputs.commit([lambda f: (_ for _ in ()).throw(OSError(errno.ENOSPC, "x"))])
+    def full(file):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    message = "nothing was written: the disk is full"
+    with pytest.raises(UNetError, match=message), reserve([tmp_path / "a.bin"]) as outputs:
+        outputs.commit([full])
     assert names(tmp_path) == []
 
 

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from napari_unet.errors import UNetError
-from napari_unet.images import as_stack, guess_channel_axis
+from napari_unet.images import Normalization, as_stack, guess_channel_axis, spatial_shape
 from napari_unet.predict import Predictor, predict
 from napari_unet.train import Trainer, TrainSettings
 
@@ -13,8 +13,8 @@ from conftest import TINY, run_to_end
 SETTINGS = TrainSettings(steps=2, **TINY)
 
 
-def train(image, annotations, **kwargs):
-    return run_to_end(Trainer(image, annotations, settings=SETTINGS, **kwargs).run())[1]
+def train(image, annotations, settings=SETTINGS, **kwargs):
+    return run_to_end(Trainer(image, annotations, settings=settings, **kwargs).run())[1]
 
 
 @pytest.mark.parametrize(
@@ -61,7 +61,7 @@ def test_small_images_still_train_and_predict():
     image = rng.random((20, 24)).astype(np.float32)
     annotations = np.ones((20, 24), np.uint8)
     annotations[image > 0.5] = 2
-    segmenter = train(image, annotations)
+    segmenter = train(image, annotations, TrainSettings(steps=2, **dict(TINY, patch_size=32)))
     assert predict(segmenter, image).labels.shape == (20, 24)
 
 
@@ -102,8 +102,8 @@ def test_fine_tuning_with_wrong_channels_or_new_classes(trained, image, annotati
     ("kwargs", "message"),
     [
         ({"steps": None, "time_limit": None}, "steps, a time limit"),
-        ({"steps": 0}, "at least 1"),
-        ({"time_limit": -1}, "positive"),
+        ({"steps": 0}, "steps must be .* from 1"),
+        ({"time_limit": -1}, "time limit"),
         ({"patch_size": 50}, "multiple of 16"),
         ({"device": "tpu"}, "unknown device"),
     ],
@@ -119,3 +119,43 @@ def test_nan_in_a_slice_to_predict(trained, image):
     predictor = Predictor(trained, corrupt)
     with pytest.raises(UNetError, match="slice 1.*NaN"):
         run_to_end(predictor.run())
+
+
+@pytest.mark.parametrize("axis", [1.5, "0", True, [0]])
+def test_a_channel_axis_must_be_an_integer(image, axis):
+    rgb = np.stack([image] * 3, axis=-1)
+    with pytest.raises(UNetError, match="channel axis must be an integer"):
+        as_stack(rgb, channel_axis=axis)
+    with pytest.raises(UNetError, match="channel axis must be an integer"):
+        spatial_shape(rgb, channel_axis=axis)
+
+
+def test_a_channel_axis_outside_the_image_is_refused_before_training(image, annotations):
+    with pytest.raises(UNetError, match="channel axis -3 does not exist in a 2D image"):
+        Trainer(image, annotations, channel_axis=-3, settings=SETTINGS)
+
+
+def test_empty_ragged_and_nested_list_images():
+    with pytest.raises(UNetError, match="empty"):
+        as_stack(np.zeros((0, 64, 64)))
+    with pytest.raises(UNetError, match="must be an array"):
+        as_stack([[1, 2], [3]])
+    assert as_stack([[0.0] * 16] * 16).shape == (1, 16, 16, 1)
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {"low_percentile": np.nan},
+        {"low_percentile": 50, "high_percentile": 10},
+        {"high_percentile": 101},
+        {"low_percentile": "1"},
+        {"mode": "per-slice"},
+        {"low": [0.0], "high": [np.inf]},
+        {"low": [0.0], "high": []},
+        {"low": "0", "high": "1"},
+    ],
+)
+def test_bad_normalisation_settings(kwargs):
+    with pytest.raises(UNetError, match="normalisation"):
+        Normalization(**kwargs)

@@ -1,11 +1,17 @@
+import builtins
+import errno
 import json
+import math
+import os
+import stat
+import tracemalloc
 
 import numpy as np
 import pytest
 import safetensors.torch
 import torch
 
-from napari_unet.errors import ModelFileError
+from napari_unet.errors import ModelFileError, UNetError
 from napari_unet.io import load_model, read_config, save_model
 from napari_unet.predict import predict
 
@@ -38,14 +44,37 @@ def test_a_failed_write_leaves_the_previous_model_intact(trained, tmp_path, monk
     path = save_model(trained, tmp_path / "m.safetensors")
     before = path.read_bytes()
 
-    def crash(*args, **kwargs):
-        raise OSError("disk full")
+    def full(fd):
+        raise OSError(errno.ENOSPC, "No space left on device")
 
-    monkeypatch.setattr("napari_unet.io.save_file", crash)
-    with pytest.raises(OSError, match="disk full"):
-        save_model(trained, path)
+    monkeypatch.setattr("napari_unet.files.os.fsync", full)
+    with pytest.raises(UNetError, match="nothing was written: the disk is full"):
+        save_model(trained, path, overwrite=True)
     assert path.read_bytes() == before
     assert [p.name for p in tmp_path.iterdir()] == ["m.safetensors"]
+
+
+def test_an_existing_file_is_replaced_only_with_consent(trained, tmp_path):
+    path = save_model(trained, tmp_path / "m.safetensors")
+    with pytest.raises(UNetError, match="already exists; pass overwrite=True"):
+        save_model(trained, path)
+    notes = tmp_path / "notes.safetensors"
+    notes.write_text("not a model")
+    with pytest.raises(UNetError, match="is not a napari-unet model; not overwriting it"):
+        save_model(trained, notes, overwrite=True)
+    assert notes.read_text() == "not a model"
+    path.chmod(0o640)
+    save_model(trained, path, overwrite=True)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o640
+    assert stat.S_IMODE(
+        save_model(trained, tmp_path / "new" / "m.safetensors").stat().st_mode
+    ) == (0o666 & ~_umask())
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def test_saving_to_a_folder_is_refused(trained, tmp_path):
@@ -113,3 +142,98 @@ def test_missing_paths_and_folders_are_refused(tmp_path):
         load_model(tmp_path / "nothing.safetensors")
     with pytest.raises(ModelFileError, match="folder"):
         load_model(tmp_path)
+
+
+def _rewrite(tmp_path, trained, name="edited.safetensors", state=None, **changes):
+    """A copy of the trained model with config fields replaced (None removes a field)."""
+    source = save_model(trained, tmp_path / f"source-{name}", overwrite=True)
+    config = read_config(source)
+    for key, value in changes.items():
+        if value is None:
+            config.pop(key)
+        else:
+            config[key] = value
+    path = tmp_path / name
+    state = safetensors.torch.load_file(source) if state is None else state
+    safetensors.torch.save_file(state, path, {"napari-unet": json.dumps(config)})
+    return path
+
+
+def test_a_tiny_file_asking_for_a_huge_network_fails_without_allocating(trained, tmp_path):
+    for width, depth in [(512, 6), (10**9, 6), (8, 5)]:
+        arch = dict(trained.config.to_dict(), width=width, depth=depth)
+        path = _rewrite(tmp_path, trained, state={"w": torch.zeros(1)}, architecture=arch)
+        assert path.stat().st_size < 2000
+        tracemalloc.start()
+        try:
+            with pytest.raises(ModelFileError, match="damaged"):
+                load_model(path)
+            peak = tracemalloc.get_traced_memory()[1]
+        finally:
+            tracemalloc.stop()
+        assert peak < 50 * 2**20
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        ({"architecture": None}, "'architecture' is missing"),
+        ({"architecture": [1, 2]}, "architecture must give"),
+        ({"architecture": {"depth": "3"}}, "architecture must give"),
+        ({"class_names": "background"}, "list of texts"),
+        ({"class_names": [1, 2]}, "list of texts"),
+        ({"class_names": ["a", "b", "c"]}, "names 3 classes but has 2 outputs"),
+        ({"normalization": {"low_percentile": math.nan}}, "normalisation"),
+        ({"normalization": {"mode": "magic"}}, "normalisation"),
+        ({"normalization": {"low": [0.0], "high": [math.inf]}}, "normalisation"),
+        ({"normalization": {"low": [0, 0], "high": [1, 1]}}, "input channels"),
+        ({"normalization": {"colour": 1}}, "normalisation"),
+        ({"normalization": 3}, "normalisation"),
+        ({"history": {"steps": 3}}, "history must be a list"),
+        ({"history": [1]}, "history must be a list"),
+    ],
+)
+def test_malformed_configs_give_a_clear_error(trained, tmp_path, changes, message):
+    path = _rewrite(tmp_path, trained, **changes)
+    with pytest.raises(ModelFileError, match=message):
+        load_model(path)
+    with pytest.raises(ModelFileError, match=message):
+        read_config(path)
+
+
+def test_architecture_sizes_must_be_integers(trained, tmp_path):
+    arch = dict(trained.config.to_dict(), depth=True)
+    with pytest.raises(ModelFileError, match="integers"):
+        load_model(_rewrite(tmp_path, trained, architecture=arch))
+
+
+def test_a_model_file_is_opened_once(trained, tmp_path, monkeypatch):
+    path = save_model(trained, tmp_path / "m.safetensors")
+    opened = []
+    real_open = builtins.open
+
+    def counting_open(file, *args, **kwargs):
+        if os.fspath(file) == os.fspath(path):
+            opened.append(file)
+        return real_open(file, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "open", counting_open)
+    loaded = load_model(path)
+    assert len(opened) == 1 and loaded.class_names == trained.class_names
+
+
+def test_a_file_longer_or_shorter_than_its_header_is_refused(trained, tmp_path):
+    data = save_model(trained, tmp_path / "m.safetensors").read_bytes()
+    (tmp_path / "long.safetensors").write_bytes(data + b"\0" * 10)
+    with pytest.raises(ModelFileError, match="size does not match"):
+        load_model(tmp_path / "long.safetensors")
+
+
+def test_the_python_api_refuses_what_is_not_a_model_or_a_path(trained, tmp_path):
+    with pytest.raises(UNetError, match="Segmenter is needed"):
+        save_model(trained.net, tmp_path / "m.safetensors")
+    with pytest.raises(UNetError, match="file name is needed"):
+        save_model(trained, None)
+    with pytest.raises(UNetError, match="file name is needed"):
+        load_model(3)
+    assert list(tmp_path.iterdir()) == []

@@ -4,6 +4,8 @@ Every image is seen as a ``(slices, Y, X, channels)`` view of what the user hold
 zarr): nothing is loaded until a slice is asked for.
 """
 
+import math
+import operator
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -16,7 +18,11 @@ MAX_SLICE_PIXELS = 2**28
 
 def as_stack(image, channel_axis: int | None = None):
     """View ``image`` as (slices, Y, X, C): 2D ``YX``, stacks ``ZYX``, an optional channel axis."""
+    image = _array_like(image)
     shape = tuple(image.shape)
+    channel_axis = check_channel_axis(channel_axis, len(shape))
+    if 0 in shape:
+        raise UNetError(f"the image is empty (shape {shape})")
     if not np.issubdtype(np.dtype(image.dtype), np.number) and image.dtype != bool:
         raise UNetError(f"image has data type {image.dtype}; a numeric image is needed")
     if np.issubdtype(np.dtype(image.dtype), np.complexfloating):
@@ -26,8 +32,6 @@ def as_stack(image, channel_axis: int | None = None):
 
         image = da.asarray(image)
     if channel_axis is not None:
-        if not -len(shape) <= channel_axis < len(shape):
-            raise UNetError(f"channel axis {channel_axis} does not exist in a {len(shape)}D image")
         image = np.moveaxis(image, channel_axis, -1)
     else:
         if len(shape) == 4:
@@ -59,10 +63,40 @@ def as_stack(image, channel_axis: int | None = None):
 
 def spatial_shape(image, channel_axis: int | None = None) -> tuple[int, ...]:
     """The image's shape without its channel axis."""
-    shape = list(image.shape)
+    shape = list(_array_like(image).shape)
+    channel_axis = check_channel_axis(channel_axis, len(shape))
     if channel_axis is not None:
         del shape[channel_axis]
     return tuple(shape)
+
+
+def check_channel_axis(channel_axis, ndim: int) -> int | None:
+    """``channel_axis`` as an int that exists in an ``ndim``-D image (or None)."""
+    if channel_axis is None:
+        return None
+    try:
+        if isinstance(channel_axis, bool):
+            raise TypeError
+        channel_axis = operator.index(channel_axis)
+    except TypeError:
+        raise UNetError(
+            f"the channel axis must be an integer or None, not {channel_axis!r}"
+        ) from None
+    if not -ndim <= channel_axis < ndim:
+        raise UNetError(f"channel axis {channel_axis} does not exist in a {ndim}D image")
+    return channel_axis
+
+
+def _array_like(image):
+    """``image`` if it has a shape and a data type (numpy, dask, zarr), else as a numpy array."""
+    if hasattr(image, "shape") and hasattr(image, "dtype") and hasattr(image, "__getitem__"):
+        return image
+    try:
+        return np.asarray(image)
+    except (TypeError, ValueError) as error:
+        raise UNetError(
+            f"the image must be an array, not {type(image).__name__}: {error}"
+        ) from None
 
 
 def guess_channel_axis(shape: tuple[int, ...]) -> int | None:
@@ -93,6 +127,25 @@ class Normalization:
     mode: str = "image"
     low: list[float] = field(default_factory=list)
     high: list[float] = field(default_factory=list)
+
+    def __post_init__(self):
+        percentiles = (self.low_percentile, self.high_percentile)
+        if not all(_finite_number(p) for p in percentiles) or not (
+            0 <= self.low_percentile < self.high_percentile <= 100
+        ):
+            raise UNetError(
+                f"normalisation percentiles must be numbers with 0 <= low < high <= 100, "
+                f"not {self.low_percentile!r} and {self.high_percentile!r}"
+            )
+        if self.mode not in ("image", "fixed"):
+            raise UNetError(f"normalisation mode must be 'image' or 'fixed', not {self.mode!r}")
+        values = (self.low, self.high)
+        if not all(isinstance(v, list | tuple | np.ndarray) for v in values) or not all(
+            _finite_number(x) for v in values for x in v
+        ):
+            raise UNetError("normalisation low and high must be lists of finite numbers")
+        if len(self.low) != len(self.high):
+            raise UNetError("normalisation low and high must have one value per channel")
 
     def measure(self, stack) -> tuple[np.ndarray, np.ndarray]:
         """Percentiles of a stack per channel, from at most 16 slices, subsampled."""
@@ -133,3 +186,11 @@ class Normalization:
             "low": list(self.low),
             "high": list(self.high),
         }
+
+
+def _finite_number(value) -> bool:
+    return (
+        isinstance(value, int | float | np.integer | np.floating)
+        and not isinstance(value, bool)
+        and math.isfinite(value)
+    )

@@ -1,20 +1,26 @@
 """Model files: weights and config in one safetensors file, which cannot run code on load.
 
 The config (architecture, class names, normalisation, training history, versions) is JSON in
-the file's metadata, readable with any safetensors reader or ``napari-unet info``. Files are
-written to a temporary file beside the target and renamed, so a crash never leaves half a model.
+the file's metadata, readable with any safetensors reader or ``napari-unet info``. A file is
+read once, and its config and tensor shapes are checked before any network is built. Files are
+written through a temporary file and renamed (see :mod:`napari_unet.files`), so a crash never
+leaves half a model, and an existing file is only replaced when asked to.
 """
 
 import json
+import math
 import os
-import tempfile
+from dataclasses import fields
 from pathlib import Path
 
-from safetensors import SafetensorError, safe_open
-from safetensors.torch import save_file
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load, save
 
 from . import __version__
-from .errors import ModelFileError
+from .annotations import MAX_CLASSES
+from .errors import ModelFileError, UNetError, os_error_message
+from .files import reserve
 from .images import Normalization
 from .model import UNet, UNetConfig
 from .segmenter import Segmenter
@@ -22,13 +28,41 @@ from .segmenter import Segmenter
 FORMAT = "napari-unet"
 FORMAT_VERSION = 1
 SUFFIX = ".safetensors"
+MAX_HEADER_BYTES = 16 * 2**20
+MAX_IN_CHANNELS = 64
+MAX_WIDTH = 512
+DTYPE_BYTES = {"F64": 8, "F32": 4, "F16": 2, "BF16": 2, "I64": 8, "I32": 4}
 
 
-def save_model(segmenter: Segmenter, path: str | Path) -> Path:
-    """Write ``segmenter`` to ``path`` atomically and return the path."""
-    path = Path(path)
+def save_model(segmenter: Segmenter, path: str | Path, overwrite: bool = False) -> Path:
+    """Write ``segmenter`` to ``path`` atomically and return the path.
+
+    An existing file is refused unless ``overwrite`` is true, and even then when it is not a
+    napari-unet model. Missing parent folders are created.
+    """
+    data = model_bytes(segmenter)
+    path = _as_path(path)
     if path.is_dir():
         raise ModelFileError(f"{path} is a folder; give a file name such as model{SUFFIX}")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise ModelFileError(f"cannot write {path}: {os_error_message(error)}") from None
+    with reserve(
+        [path],
+        overwrite=overwrite,
+        hint="pass overwrite=True to replace it",
+        replaceable=not_a_model,
+        needed_bytes=len(data),
+    ) as outputs:
+        (path,) = outputs.commit([lambda file: file.write(data)])
+    return path
+
+
+def model_bytes(segmenter: Segmenter) -> bytes:
+    """The content of a model file for ``segmenter``."""
+    if not isinstance(segmenter, Segmenter):
+        raise UNetError(f"a trained Segmenter is needed to save a model, not {type(segmenter)}")
     config = {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
@@ -39,72 +73,189 @@ def save_model(segmenter: Segmenter, path: str | Path) -> Path:
         "history": segmenter.history,
     }
     state = {k: v.detach().cpu().contiguous() for k, v in segmenter.net.state_dict().items()}
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(handle)
+    return save(state, metadata={FORMAT: json.dumps(config)})
+
+
+def not_a_model(path: Path) -> str | None:
+    """Why ``path`` must not be replaced by a model (None for a napari-unet model)."""
     try:
-        save_file(state, temporary, metadata={FORMAT: json.dumps(config)})
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
-    return path
+        read_config(path)
+    except ModelFileError:
+        return "exists and is not a napari-unet model"
+    return None
+
+
+def weights_bytes(config: UNetConfig) -> int:
+    """The size of the float32 weights of a U-Net, computed without allocating them."""
+    return sum(4 * math.prod(shape) for shape in _expected_shapes(config).values())
 
 
 def read_config(path: str | Path) -> dict:
-    """The JSON config of a model file, checked for format and version."""
-    path = Path(path)
-    if not path.exists():
-        raise ModelFileError(f"{path} does not exist")
-    if path.is_dir():
-        raise ModelFileError(f"{path} is a folder, not a napari-unet model file")
+    """The JSON config of a model file, checked for format, version and consistency."""
+    path = _existing_file(path)
     try:
-        with safe_open(path, framework="pt") as f:
-            metadata = f.metadata() or {}
-    except (SafetensorError, OSError, ValueError, RuntimeError) as error:
-        raise ModelFileError(
-            f"{path.name} is not a napari-unet model (not a readable safetensors file: {error})"
-        ) from None
-    if FORMAT not in metadata:
-        raise ModelFileError(f"{path.name} is a safetensors file but not a napari-unet model")
-    try:
-        config = json.loads(metadata[FORMAT])
-    except json.JSONDecodeError:
-        raise ModelFileError(f"{path.name} has a damaged model config") from None
-    version = config.get("format_version")
-    if not isinstance(version, int) or version > FORMAT_VERSION:
-        raise ModelFileError(
-            f"{path.name} was written by napari-unet {config.get('napari_unet_version', '?')} "
-            f"in a newer file format ({version}); update napari-unet to load it"
-        )
+        with open(path, "rb") as file:
+            config, _, _ = _read_header(file, path.name)
+    except OSError as error:
+        raise ModelFileError(f"cannot read {path}: {os_error_message(error)}") from None
     return config
 
 
 def load_model(path: str | Path) -> Segmenter:
     """Read a model file written by :func:`save_model`."""
-    path = Path(path)
-    config = read_config(path)
+    path = _existing_file(path)
+    name = path.name
     try:
-        architecture = UNetConfig(**config["architecture"])
+        with open(path, "rb") as file:
+            config, architecture, end = _read_header(file, name)
+            if os.fstat(file.fileno()).st_size != end:
+                raise ModelFileError(f"{name} is damaged: its size does not match its header")
+            file.seek(0)
+            data = file.read(end)
+    except OSError as error:
+        raise ModelFileError(f"cannot read {path}: {os_error_message(error)}") from None
+    try:
+        state = load(data)
         net = UNet(architecture)
-        state = {}
-        with safe_open(path, framework="pt") as f:
-            for key in f.keys():  # noqa: SIM118 (safe_open is not a mapping)
-                state[key] = f.get_tensor(key)
         net.load_state_dict(state)
-        segmenter = Segmenter(
-            net.eval(),
-            list(config["class_names"]),
-            Normalization(**config["normalization"]),
-            list(config.get("history", [])),
-        )
-    except (KeyError, TypeError, ValueError, RuntimeError, SafetensorError) as error:
+    except (SafetensorError, RuntimeError, ValueError) as error:
         raise ModelFileError(
-            f"{path.name} is damaged or incompatible with this napari-unet: {error}"
+            f"{name} is damaged or incompatible with this napari-unet: {error}"
         ) from None
-    if len(segmenter.class_names) != architecture.n_classes:
+    return Segmenter(
+        net.eval(),
+        list(config["class_names"]),
+        Normalization(**config["normalization"]),
+        list(config["history"]),
+    )
+
+
+def _as_path(path) -> Path:
+    if not isinstance(path, str | os.PathLike):
+        raise UNetError(f"a file name is needed, not {type(path).__name__}")
+    return Path(path)
+
+
+def _existing_file(path) -> Path:
+    path = _as_path(path)
+    if not path.exists():
+        raise ModelFileError(f"{path} does not exist")
+    if path.is_dir():
+        raise ModelFileError(f"{path} is a folder, not a napari-unet model file")
+    return path
+
+
+def _read_header(file, name: str) -> tuple[dict, UNetConfig, int]:
+    """Config, architecture and file size from an open model file's header, all checked."""
+    not_ours = f"{name} is not a napari-unet model (not a readable safetensors file)"
+    start = file.read(8)
+    if len(start) < 8:
+        raise ModelFileError(not_ours)
+    length = int.from_bytes(start, "little")
+    if length > MAX_HEADER_BYTES:
+        raise ModelFileError(not_ours)
+    try:
+        header = json.loads(file.read(length))
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        raise ModelFileError(not_ours) from None
+    if not isinstance(header, dict):
+        raise ModelFileError(not_ours)
+    metadata = header.pop("__metadata__", None) or {}
+    if not isinstance(metadata, dict) or FORMAT not in metadata:
+        raise ModelFileError(f"{name} is a safetensors file but not a napari-unet model")
+    try:
+        config = json.loads(metadata[FORMAT])
+    except (TypeError, json.JSONDecodeError):
+        raise ModelFileError(f"{name} has a damaged model config") from None
+    if not isinstance(config, dict):
+        raise ModelFileError(f"{name} has a damaged model config")
+    version = config.get("format_version")
+    if not isinstance(version, int) or version > FORMAT_VERSION:
         raise ModelFileError(
-            f"{path.name} names {len(segmenter.class_names)} classes "
-            f"but has {architecture.n_classes} outputs"
+            f"{name} was written by napari-unet {config.get('napari_unet_version', '?')} "
+            f"in a newer file format ({version}); update napari-unet to load it"
         )
-    return segmenter
+    architecture = _check_config(config, name)
+    data_bytes = _check_tensors(header, _expected_shapes(architecture), name)
+    return config, architecture, 8 + length + data_bytes
+
+
+def _check_config(config: dict, name: str) -> UNetConfig:
+    """The architecture of a config whose fields are all of the right kind and in bounds."""
+
+    def damaged(what: str) -> ModelFileError:
+        return ModelFileError(f"{name} has a damaged model config: {what}")
+
+    for key in ("architecture", "class_names", "normalization", "history"):
+        if key not in config:
+            raise damaged(f"'{key}' is missing")
+    arch = config["architecture"]
+    names = {f.name for f in fields(UNetConfig)}
+    if not isinstance(arch, dict) or set(arch) != names:
+        raise damaged(f"the architecture must give {', '.join(sorted(names))}")
+    if any(isinstance(arch[k], bool) or not isinstance(arch[k], int) for k in names - {"norm"}):
+        raise damaged("the architecture's sizes must be integers")
+    if not 1 <= arch["in_channels"] <= MAX_IN_CHANNELS or not 2 <= arch["n_classes"] <= (
+        MAX_CLASSES
+    ):
+        raise damaged(
+            f"a U-Net has 1..{MAX_IN_CHANNELS} input channels and 2..{MAX_CLASSES} classes"
+        )
+    if not 1 <= arch["width"] <= MAX_WIDTH:
+        raise damaged(f"the base width must be 1..{MAX_WIDTH}")
+    try:
+        architecture = UNetConfig(**arch)
+    except (TypeError, ValueError) as error:
+        raise damaged(str(error)) from None
+    class_names = config["class_names"]
+    if not isinstance(class_names, list) or not all(isinstance(n, str) for n in class_names):
+        raise damaged("class names must be a list of texts")
+    if len(class_names) != architecture.n_classes:
+        raise ModelFileError(
+            f"{name} names {len(class_names)} classes but has {architecture.n_classes} outputs"
+        )
+    normalization = config["normalization"]
+    if not isinstance(normalization, dict):
+        raise damaged("the normalisation must be a mapping")
+    try:
+        checked = Normalization(**normalization)
+    except (TypeError, UNetError) as error:
+        raise damaged(f"normalisation: {error}") from None
+    if checked.low and len(checked.low) != architecture.in_channels:
+        raise damaged("the normalisation does not match the input channels")
+    history = config["history"]
+    if not isinstance(history, list) or not all(isinstance(h, dict) for h in history):
+        raise damaged("the training history must be a list of rounds")
+    return architecture
+
+
+def _expected_shapes(config: UNetConfig) -> dict[str, tuple[int, ...]]:
+    """The tensor shapes of a U-Net, from a network built without memory."""
+    with torch.device("meta"):
+        net = UNet(config)
+    return {key: tuple(tensor.shape) for key, tensor in net.state_dict().items()}
+
+
+def _check_tensors(header: dict, expected: dict[str, tuple[int, ...]], name: str) -> int:
+    """Check the header's tensors against the architecture; return the size of their data."""
+    if set(header) != set(expected):
+        raise ModelFileError(
+            f"{name} is damaged or incompatible with this napari-unet: its tensors do not "
+            "match its architecture"
+        )
+    end = 0
+    for key, entry in header.items():
+        try:
+            dtype, shape, (first, last) = entry["dtype"], entry["shape"], entry["data_offsets"]
+            size = DTYPE_BYTES[dtype] * math.prod(shape)
+        except (KeyError, TypeError, ValueError):
+            raise ModelFileError(f"{name} is damaged: tensor {key} is badly described") from None
+        if tuple(shape) != expected[key]:
+            raise ModelFileError(
+                f"{name} is damaged or incompatible with this napari-unet: tensor {key} has "
+                f"shape {tuple(shape)}, the architecture needs {expected[key]}"
+            )
+        if not isinstance(first, int) or not isinstance(last, int) or last - first != size:
+            raise ModelFileError(f"{name} is damaged: tensor {key} is badly described")
+        end = max(end, last)
+    return end
