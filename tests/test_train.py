@@ -3,6 +3,7 @@ import pytest
 import torch
 
 from napari_unet.predict import predict
+from napari_unet.samples import nuclei_instances
 from napari_unet.train import Trainer, TrainProgress, TrainSettings
 
 from conftest import TINY, dice, run_to_end
@@ -109,6 +110,56 @@ def test_training_without_border_weights_or_augmentation(image, annotations):
     assert segmenter.history[-1]["validation_dice"] is None
 
 
+def test_reports_every_interval_accumulate_the_loss_on_the_device(image, annotations):
+    settings = TrainSettings(steps=12, report_every=60, **TINY)
+    events, segmenter = run_to_end(Trainer(image, annotations, settings=settings).run())
+    assert [e.step for e in events] == [12]  # one report, at the end: 12 steps < 60 s
+    assert np.isfinite(events[0].loss) and events[0].mean_loss == events[0].loss
+    assert segmenter.history[-1]["steps"] == 12
+
+
+def test_mean_loss_is_smoother_than_the_loss(image, annotations):
+    events, _ = run_to_end(
+        Trainer(image, annotations, settings=TrainSettings(steps=30, **TINY)).run()
+    )
+    losses = np.array([e.loss for e in events])
+    means = np.array([e.mean_loss for e in events])
+    assert events[0].mean_loss == events[0].loss
+    assert np.abs(np.diff(means)).mean() < 0.5 * np.abs(np.diff(losses)).mean()
+
+
+def test_more_training_returns_a_newer_model(image, annotations):
+    def weights(steps: int, keep: str) -> dict:
+        settings = TrainSettings(steps=steps, keep=keep, **{**TINY, "eval_every": 5})
+        _, segmenter = run_to_end(Trainer(image, annotations, settings=settings).run())
+        return segmenter.net.state_dict()
+
+    short, long, last = weights(10, "average"), weights(20, "average"), weights(20, "last")
+    assert any(not torch.equal(short[k], long[k]) for k in short)
+    assert any(not torch.equal(long[k], last[k]) for k in long)  # an average, not the last step
+    closer = [
+        (long[k] - last[k]).norm() < (short[k] - last[k]).norm()
+        for k in long
+        if k.endswith("weight") and long[k].ndim == 4
+    ]
+    assert np.mean(closer) > 0.8
+
+
+def test_scribbles_give_no_validation_dice(image):
+    scribbles = np.zeros(image.shape, np.uint8)
+    scribbles[10:13, 20:200] = 1  # background strokes
+    scribbles[60:63, 300:480] = 1
+    scribbles[100:103, 0:150] = 1
+    nuclei = nuclei_instances()
+    for label in np.unique(nuclei[:128])[1:6]:
+        ys, xs = np.nonzero(nuclei == label)
+        scribbles[ys[len(ys) // 2] : ys[len(ys) // 2] + 2, xs.min() + 2 : xs.max() - 2] = 2
+    settings = TrainSettings(steps=6, **{**TINY, "eval_every": 3})
+    events, segmenter = run_to_end(Trainer(image, scribbles, settings=settings).run())
+    assert all(e.validation_dice is None for e in events)
+    assert segmenter.history[-1]["validation_dice"] is None
+
+
 def test_out_of_memory_halves_the_batch(image, annotations, monkeypatch):
     trainer = Trainer(image, annotations, settings=TrainSettings(steps=2, **TINY))
     real_step = trainer._step
@@ -124,3 +175,18 @@ def test_out_of_memory_halves_the_batch(image, annotations, monkeypatch):
     events, _ = run_to_end(trainer.run())
     assert batches[:3] == [4, 2, 1]
     assert len(events) == 2
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_training_on_the_gpu_picks_sizes_and_reports_without_waiting(image, annotations):
+    settings = TrainSettings(steps=None, time_limit=3, device="cuda", depth=2, width=8)
+    trainer = Trainer(image, annotations, settings=settings)
+    events, segmenter = run_to_end(trainer.run())
+    assert trainer.patch_size == 256
+    assert 1 <= segmenter.history[-1]["batch_size"] <= 32
+    assert events[-1].step > len(events)  # several steps per event
+    gaps = np.diff([0] + [e.elapsed for e in events])
+    assert gaps.max() < 0.5
+    assert segmenter.history[-1]["validation_dice"] > 0.5
+    assert next(segmenter.net.parameters()).device.type == "cpu"

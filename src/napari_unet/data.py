@@ -7,7 +7,7 @@ import torch
 import torch.nn.functional as F
 
 from .annotations import annotated_slices, check_annotations
-from .augment import patch_offsets, vary_gray_values
+from .augment import patch_offsets
 from .errors import UNetError
 from .images import Normalization, read_slice
 from .losses import IGNORE, class_balance, weight_map
@@ -104,8 +104,9 @@ class PatchSampler:
     """Random patches centred near annotated pixels, each class picked equally often.
 
     The padded slices, targets and weights live on the device, stacked into one tall image;
-    a batch is cropped and augmented by one ``grid_sample`` for image and weights and one for
-    the targets, with no Python loop over patches and no copy to or from the host.
+    a batch is cropped and (with ``transform``) deformed by one ``grid_sample`` for image and
+    weights and one for the targets, with no Python loop over patches and no copy to or from
+    the host. Gray values are left to :func:`augment.vary_gray_values`.
     """
 
     def __init__(
@@ -148,10 +149,7 @@ class PatchSampler:
         sampled = sampled.reshape(-1, batch, size, size).transpose(0, 1)
         targets = F.grid_sample(self.targets, grid, mode="nearest", align_corners=False)
         targets = targets.reshape(batch, size, size).long() + IGNORE
-        images, weights = sampled[:, : self.channels], sampled[:, self.channels]
-        if self.transform:
-            images = vary_gray_values(images, self.generator)
-        return images, targets, weights
+        return sampled[:, : self.channels], targets, sampled[:, self.channels]
 
     def _centres(self, batch: int, reach: int) -> torch.Tensor:
         """(batch, 2) patch centres (row in the tall image, column), each near a pixel of a

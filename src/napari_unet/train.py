@@ -20,7 +20,7 @@ import torch
 
 from . import __version__
 from .annotations import check_shapes
-from .augment import crop_size
+from .augment import crop_size, vary_gray_values
 from .data import TrainingSet
 from .device import (
     DEVICES,
@@ -238,6 +238,8 @@ class Trainer:
         while not done:
             try:
                 images, targets, weights = sampler.sample(batch, patch, crop // 2)
+                if s.augment:
+                    images = vary_gray_values(images, generator)
                 loss = self._step(net, optimizer, scaler, images, targets, weights)
             except Exception as error:
                 if not is_out_of_memory(error):
