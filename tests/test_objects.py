@@ -147,3 +147,17 @@ def test_touching_nuclei_of_the_sample_are_separated():
     n_found = count(find_objects(probability, mask))
     assert n_components < n_true - 15
     assert abs(n_found - n_true) <= 6
+
+
+def test_mismatched_or_stacked_inputs_are_refused():
+    mask = discs(*TWO)
+    with pytest.raises(UNetError, match="one \\(Y, X\\) slice"):
+        find_objects(mask[:, :-1].astype(np.float32), mask)
+    with pytest.raises(UNetError, match="one \\(Y, X\\) slice"):
+        find_objects(np.stack([mask, mask]).astype(np.float32), np.stack([mask, mask]))
+
+
+def test_nan_probability_still_gives_the_objects_of_the_mask():
+    mask = discs(*TWO) | discs((15, 110, 6))
+    probability = np.full(mask.shape, np.nan, dtype=np.float32)
+    assert ((find_objects(probability, mask) > 0) == mask).all()

@@ -55,6 +55,11 @@ def find_objects(
     settings = settings or ObjectSettings()
     settings.check()
     mask = np.asarray(mask, dtype=bool)
+    if mask.ndim != 2 or np.shape(probability) != mask.shape:
+        raise UNetError(
+            f"objects are cut from one (Y, X) slice: a mask of shape {mask.shape} and a "
+            f"probability of shape {np.shape(probability)} do not make one"
+        )
     components = connected_components(mask)
     if settings.min_size > 1:
         sizes = np.bincount(components.ravel())
@@ -64,7 +69,7 @@ def find_objects(
         components = np.where(mask, components, 0)
     if settings.split == 0 or not mask.any():
         return _renumber(components)
-    height = _height(np.asarray(probability, dtype=np.float32), mask)
+    height = _height(np.nan_to_num(np.asarray(probability, dtype=np.float32)), mask)
     peaks = (height == ndimage.maximum_filter(height, size=3)) & mask
     markers, n = ndimage.label(peaks, structure=np.ones((3, 3)))
     basins = watershed(-height, markers, mask=mask)
