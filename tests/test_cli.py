@@ -1,25 +1,23 @@
+import builtins
+import errno
+import os
+import signal
+import stat
 import subprocess
 import sys
+import time
 
 import numpy as np
 import pytest
 import tifffile
 
 from napari_unet.cli import main
+from napari_unet.files import TEMPORARY_SUFFIX
 from napari_unet.io import load_model, save_model
+from napari_unet.samples import nuclei_instances
 
-TINY_ARGS = [
-    "--steps",
-    "3",
-    "--width",
-    "4",
-    "--depth",
-    "2",
-    "--patch-size",
-    "64",
-    "--batch-size",
-    "2",
-]
+TINY_ARGS = ["--steps", "3", "--width", "4", "--depth", "2", "--patch-size", "64"]
+TINY_ARGS += ["--batch-size", "2"]
 
 
 @pytest.fixture
@@ -29,23 +27,28 @@ def files(tmp_path, image, annotations):
     return tmp_path
 
 
+@pytest.fixture
+def model(files, trained):
+    return save_model(trained, files / "model.safetensors")
+
+
+def names(folder) -> list[str]:
+    return sorted(p.name for p in folder.iterdir())
+
+
+def one_error_line(capsys, message: str) -> str:
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("napari-unet: error:") and message in err, err
+    assert len(err.splitlines()) == 1, err
+    return err
+
+
 def test_train_then_predict_writes_models_and_tiffs(files, capsys):
     model = files / "model.safetensors"
-    assert (
-        main(
-            [
-                "train",
-                str(files / "image.tif"),
-                str(files / "annotations.tif"),
-                "-o",
-                str(model),
-                *TINY_ARGS,
-            ]
-        )
-        == 0
-    )
+    args = ["train", str(files / "image.tif"), str(files / "annotations.tif"), "-o", str(model)]
+    assert main([*args, *TINY_ARGS]) == 0
     out = capsys.readouterr().out
-    assert "training on CPU" in out and "step 3/3" in out and f"wrote {model}" in out
+    assert "training on " in out and "step 3/3" in out and f"wrote {model}" in out
     assert load_model(model).history[-1]["steps"] == 3
 
     code = main(
@@ -66,13 +69,23 @@ def test_train_then_predict_writes_models_and_tiffs(files, capsys):
     assert labels.shape == (512, 512) and set(np.unique(labels)) <= {1, 2}
     assert tifffile.imread(files / "prob.tif").shape == (2, 512, 512)
     assert tifffile.imread(files / "inst.tif").dtype == np.uint32
+    mode = 0o666 & ~_umask()
+    assert all(
+        stat.S_IMODE((files / n).stat().st_mode) == mode for n in ("labels.tif", "inst.tif")
+    )
+    assert not [n for n in names(files) if n.startswith(".")]
 
 
-def test_fine_tuning_from_a_model_and_info(files, trained, capsys):
-    start = save_model(trained, files / "start.safetensors")
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def test_fine_tuning_from_a_model_and_info(files, model, trained, capsys):
     tuned = files / "tuned.safetensors"
     args = ["train", str(files / "image.tif"), str(files / "annotations.tif"), "-o", str(tuned)]
-    assert main([*args, "--from", str(start), "--steps", "2"]) == 0
+    assert main([*args, "--from", str(model), "--steps", "2"]) == 0
     assert len(load_model(tuned).history) == len(trained.history) + 1
     assert main(["info", str(tuned)]) == 0
     out = capsys.readouterr().out
@@ -82,41 +95,235 @@ def test_fine_tuning_from_a_model_and_info(files, trained, capsys):
 def test_time_limit_alone_is_enough(files):
     model = files / "m.safetensors"
     args = ["train", str(files / "image.tif"), str(files / "annotations.tif"), "-o", str(model)]
-    assert main([*args, "--time-limit", "1", "--width", "4", "--depth", "2"]) == 0
-    assert load_model(model).history[-1]["seconds"] < 5
+    assert main([*args, "--time-limit", "1", *TINY_ARGS[2:]]) == 0
+    assert load_model(model).history[-1]["seconds"] < 15
 
 
-def bad_input_cases(files):
+def test_objects_painted_with_their_own_ids_train_one_class(files, capsys):
+    instances = nuclei_instances()
+    painted = np.where(instances > 0, instances + 1, 1).astype(np.uint16)
+    painted[128:] = 0
+    tifffile.imwrite(files / "objects.tif", painted)
+    model = files / "m.safetensors"
+    args = ["train", str(files / "image.tif"), str(files / "objects.tif"), "-o", str(model)]
+    assert main([*args, *TINY_ARGS]) == 2
+    one_error_line(capsys, "instance labels")
+    assert main([*args, *TINY_ARGS, "--objects"]) == 0
+    assert load_model(model).class_names == ["background", "class 2"]
+
+
+def test_instances_follow_split_and_min_size(files, model):
+    counts = {}
+    for split, min_size in [("0", "0"), ("1", "0"), ("0", "100000")]:
+        out = files / f"inst-{split}-{min_size}.tif"
+        args = ["predict", str(model), str(files / "image.tif"), "-o", str(files / "l.tif")]
+        args += ["--instances", str(out), "--split", split, "--min-size", min_size]
+        assert main([*args, "--overwrite"]) == 0
+        counts[split, min_size] = len(np.unique(tifffile.imread(out))) - 1
+    assert counts["1", "0"] > counts["0", "0"] > 0
+    assert counts["0", "100000"] == 0
+
+
+def bad_input_cases(files, model):
     image, annotations = str(files / "image.tif"), str(files / "annotations.tif")
     out = str(files / "out.safetensors")
+    labels = str(files / "labels.tif")
     (files / "empty.tif").write_bytes(b"")
     (files / "notes.txt").write_text("not a model")
+    (files / "folder").mkdir()
     tifffile.imwrite(files / "wrong.tif", np.zeros((100, 100), np.uint8))
+    train = ["train", image, annotations]
+    predict = ["predict", str(model), image]
     return [
         (["train", str(files / "missing.tif"), annotations, "-o", out], "does not exist"),
         (["train", str(files / "empty.tif"), annotations, "-o", out], "cannot read"),
         (["train", image, str(files / "wrong.tif"), "-o", out], "must match"),
-        (["train", image, annotations, "-o", str(files / "notes.txt")], "not overwriting"),
-        (
-            ["train", image, annotations, "-o", out, "--from", str(files / "notes.txt")],
-            "not a napari-unet model",
-        ),
-        (
-            ["predict", str(files / "notes.txt"), image, "-o", str(files / "x.tif")],
-            "not a napari-unet model",
-        ),
+        ([*train, "-o", str(files / "notes.txt")], "already exists; use --overwrite"),
+        ([*train, "-o", str(files / "notes.txt"), "--overwrite"], "not overwriting"),
+        ([*train, "-o", str(model)], "already exists; use --overwrite"),
+        ([*train, "-o", str(model), "--from", str(model), "--overwrite"], "model fine-tuned"),
+        ([*train, "-o", image, "--overwrite"], "is the image of this run"),
+        ([*train, "-o", str(files / "folder")], "is a folder"),
+        ([*train, "-o", str(files / "nowhere" / "m.safetensors")], "does not exist"),
+        ([*train, "-o", out, "--from", str(files / "notes.txt")], "not a napari-unet model"),
+        (["predict", str(files / "notes.txt"), image, "-o", labels], "not a napari-unet model"),
+        ([*predict, "-o", str(files / "notes.txt")], "already exists"),
+        ([*predict, "-o", str(files / "notes.txt"), "--overwrite"], "not a TIFF image"),
+        ([*predict, "-o", image, "--overwrite"], "is the image of this run"),
+        ([*predict, "-o", str(model), "--overwrite"], "is the model of this run"),
+        ([*predict, "-o", labels, "--instances", labels], "two outputs"),
+        ([*predict, "-o", labels, "--channel-axis", "2"], "channel axis 2 does not exist"),
+        ([*predict, "-o", labels, "--tile-size", "40"], "tile"),
     ]
 
 
-def test_bad_input_exits_2_with_one_line_and_writes_nothing(files, capsys):
-    for args, message in bad_input_cases(files):
-        before = sorted(p.name for p in files.iterdir())
+def test_bad_input_exits_2_with_one_line_and_writes_nothing(files, model, capsys):
+    for args, message in bad_input_cases(files, model):
+        before = {p.name: p.stat().st_mtime_ns for p in files.iterdir()}
         assert main(args) == 2, args
-        err = capsys.readouterr().err.strip()
-        assert err.startswith("napari-unet: error:") and message in err, err
-        assert len(err.splitlines()) == 1
-        assert sorted(p.name for p in files.iterdir()) == before
+        one_error_line(capsys, message)
+        assert {p.name: p.stat().st_mtime_ns for p in files.iterdir()} == before
     assert (files / "notes.txt").read_text() == "not a model"
+
+
+@pytest.mark.parametrize(
+    ("option", "value"),
+    [
+        ("--depth", "0"),
+        ("--depth", "7"),
+        ("--width", "0"),
+        ("--width", "-3"),
+        ("--sigma", "nan"),
+        ("--sigma", "0"),
+        ("--w0", "-1"),
+        ("--w0", "inf"),
+        ("--seed", "-1"),
+        ("--seed", "1e3"),
+        ("--batch-size", "0"),
+        ("--patch-size", "50"),
+        ("--patch-size", "0"),
+        ("--channel-axis", "9"),
+        ("--channel-axis", "x"),
+        ("--time-limit", "nan"),
+        ("--time-limit", "inf"),
+        ("--time-limit", "0"),
+        ("--steps", "0"),
+        ("--steps", "2.5"),
+    ],
+)
+def test_bad_training_arguments_are_refused_before_reading_files(tmp_path, capsys, option, value):
+    missing = str(tmp_path / "missing.tif")
+    assert main(["train", missing, missing, "-o", str(tmp_path / "m"), option, value]) == 2
+    err = one_error_line(capsys, f"argument {option}")
+    assert "missing.tif" not in err and list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize(
+    ("option", "value"),
+    [
+        ("--tile-size", "0"),
+        ("--batch-size", "0"),
+        ("--instances-class", "1"),
+        ("--split", "nan"),
+        ("--split", "2"),
+        ("--min-size", "-1"),
+    ],
+)
+def test_bad_prediction_arguments_are_refused(tmp_path, capsys, option, value):
+    missing = str(tmp_path / "missing.tif")
+    assert main(["predict", missing, missing, "-o", str(tmp_path / "l.tif"), option, value]) == 2
+    one_error_line(capsys, f"argument {option}")
+
+
+def test_existing_outputs_are_replaced_only_with_overwrite_and_keep_their_mode(files, model):
+    args = ["predict", str(model), str(files / "image.tif"), "-o", str(files / "labels.tif")]
+    args += ["--probabilities", str(files / "prob.tif")]
+    tifffile.imwrite(files / "prob.tif", np.zeros((4, 4), np.float32))
+    (files / "prob.tif").chmod(0o640)
+    before = (files / "prob.tif").read_bytes()
+    assert main(args) == 2
+    assert not (files / "labels.tif").exists() and (files / "prob.tif").read_bytes() == before
+    assert main([*args, "--overwrite"]) == 0
+    assert tifffile.imread(files / "prob.tif").shape == (2, 512, 512)
+    assert stat.S_IMODE((files / "prob.tif").stat().st_mode) == 0o640
+
+
+def test_an_interrupt_while_writing_leaves_the_old_set(files, model, monkeypatch, capsys):
+    args = ["predict", str(model), str(files / "image.tif"), "-o", str(files / "labels.tif")]
+    args += ["--probabilities", str(files / "prob.tif"), "--overwrite"]
+    for name in ("labels.tif", "prob.tif"):
+        tifffile.imwrite(files / name, np.zeros((4, 4), np.uint8))
+    before = names(files)
+    real_write = tifffile.imwrite
+    calls = []
+
+    def interrupted(file, data, **kwargs):
+        calls.append(file)
+        real_write(file, data, **kwargs)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(tifffile, "imwrite", interrupted)
+    assert main(args) == 130
+    assert "interrupted" in capsys.readouterr().err
+    assert names(files) == before
+    assert all(tifffile.imread(files / n).shape == (4, 4) for n in ("labels.tif", "prob.tif"))
+
+
+def test_a_full_disk_is_found_before_training(files, monkeypatch, capsys):
+    class Usage:
+        free = 1000
+
+    monkeypatch.setattr("napari_unet.files.shutil.disk_usage", lambda p: Usage)
+    args = ["train", str(files / "image.tif"), str(files / "annotations.tif")]
+    assert main([*args, "-o", str(files / "m.safetensors"), *TINY_ARGS]) == 2
+    one_error_line(capsys, "only 0 MiB are free")
+    assert "training on" not in capsys.readouterr().out
+    assert names(files) == ["annotations.tif", "image.tif"]
+
+
+def test_a_read_only_folder_is_found_before_predicting(files, model, monkeypatch, capsys):
+    real_open = os.open
+
+    def read_only(path, *args, **kwargs):
+        if str(path).endswith(TEMPORARY_SUFFIX):
+            raise OSError(errno.EROFS, "Read-only file system", str(path))
+        return real_open(path, *args, **kwargs)
+
+    monkeypatch.setattr(os, "open", read_only)
+    args = ["predict", str(model), str(files / "image.tif"), "-o", str(files / "l.tif")]
+    assert main(args) == 2
+    one_error_line(capsys, "is read-only")
+    assert "slice" not in capsys.readouterr().out
+
+
+def test_os_errors_are_one_line(files, model, monkeypatch, capsys):
+    def full(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr("napari_unet.files.os.fsync", full)
+    args = ["predict", str(model), str(files / "image.tif"), "-o", str(files / "l.tif")]
+    assert main(args) == 2
+    one_error_line(capsys, "disk is full")
+    assert not (files / "l.tif").exists() and not [n for n in names(files) if n[0] == "."]
+
+
+def test_sigterm_during_training_cleans_up_and_exits_143(files):
+    model = files / "m.safetensors"
+    command = [sys.executable, "-m", "napari_unet.cli", "train", str(files / "image.tif")]
+    command += [str(files / "annotations.tif"), "-o", str(model), "--time-limit", "60"]
+    process = subprocess.Popen(
+        [*command, "--width", "4", "--depth", "2"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        line = process.stdout.readline()
+        assert line.startswith("training on"), line + process.stderr.read()
+        assert any(n.endswith(TEMPORARY_SUFFIX) for n in names(files))
+        time.sleep(0.5)
+        process.send_signal(signal.SIGTERM)
+        _, err = process.communicate(timeout=30)
+    finally:
+        process.kill()
+    assert process.returncode == 143
+    assert err.strip() == "napari-unet: terminated; no partial output was left"
+    assert names(files) == ["annotations.tif", "image.tif"]
+
+
+def test_demo_without_a_qt_binding_says_what_to_install(monkeypatch, capsys):
+    qtpy = pytest.importorskip("qtpy")
+    real_import = builtins.__import__
+
+    def no_qt(name, *args, **kwargs):
+        if name == "qtpy" or name.startswith("qtpy."):
+            raise qtpy.QtBindingsNotFoundError()
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", no_qt)
+    assert main(["demo"]) == 2
+    one_error_line(capsys, 'pip install "napari[all]"')
 
 
 def test_the_console_script_runs():

@@ -1,32 +1,111 @@
 """``napari-unet train | predict | info | demo``: the engine from the command line."""
 
 import argparse
-import os
+import contextlib
+import math
+import signal
 import sys
-import tempfile
+import threading
 import time
 from pathlib import Path
 
 import numpy as np
 
-from .errors import UNetError
+from .errors import UNetError, os_error_message
+
+TIFF_MAGIC = (b"II*\0", b"MM\0*", b"II+\0", b"MM\0+")
+INSTALL_QT = 'install a Qt binding: pip install "napari[all]" (or pip install PyQt6)'
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised where the program is, so that temporaries are cleaned up."""
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Run the command line; return the exit code (0 success, 2 bad input)."""
-    args = _parser().parse_args(argv)
+    """Run the command line; return the exit code (0 success, 2 bad input or a fault)."""
     try:
-        return args.command(args)
-    except UNetError as error:
-        print(f"napari-unet: error: {error}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("napari-unet: interrupted, nothing written", file=sys.stderr)
-        return 130
+        args = _parser().parse_args(argv)
+    except SystemExit as done:
+        return done.code if isinstance(done.code, int) else 2
+    with _sigterm_interrupts():
+        try:
+            return args.command(args)
+        except UNetError as error:
+            return _fail(str(error))
+        except OSError as error:
+            return _fail(os_error_message(error))
+        except MemoryError:
+            return _fail("out of memory: use a smaller image, model, tile or batch size")
+        except Terminated:
+            print("napari-unet: terminated; no partial output was left", file=sys.stderr)
+            return 143
+        except KeyboardInterrupt:
+            print("napari-unet: interrupted; no partial output was left", file=sys.stderr)
+            return 130
+
+
+def _fail(message: str) -> int:
+    print(f"napari-unet: error: {message}", file=sys.stderr)
+    return 2
+
+
+@contextlib.contextmanager
+def _sigterm_interrupts():
+    """Turn SIGTERM into :class:`Terminated` while a command runs (main thread only)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def terminate(signum, frame):
+        raise Terminated
+
+    previous = signal.signal(signal.SIGTERM, terminate)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+class _Parser(argparse.ArgumentParser):
+    """Argument errors in one line, like every other error."""
+
+    def error(self, message: str):
+        self.exit(2, f"napari-unet: error: {self.prog.removeprefix('napari-unet ')}: {message}\n")
+
+
+def _integer(low: int, high: int, multiple: int = 1):
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            value = None
+        if value is None or not low <= value <= high or value % multiple:
+            every = f", a multiple of {multiple}" if multiple > 1 else ""
+            raise argparse.ArgumentTypeError(
+                f"must be a whole number from {low} to {high}{every}, not {text!r}"
+            )
+        return value
+
+    return parse
+
+
+def _number(low: float, high: float = math.inf, above: bool = False):
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            value = math.nan
+        if not math.isfinite(value) or value < low or value > high or (above and value == low):
+            bound = f"above {low:g}" if above else f"at least {low:g}"
+            upper = "" if math.isinf(high) else f" and at most {high:g}"
+            raise argparse.ArgumentTypeError(f"must be a number {bound}{upper}, not {text!r}")
+        return value
+
+    return parse
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="napari-unet", description=__doc__)
+    parser = _Parser(prog="napari-unet", description=__doc__)
     commands = parser.add_subparsers(required=True, metavar="COMMAND")
 
     train = commands.add_parser("train", help="train a model on annotated TIFF images")
@@ -39,16 +118,36 @@ def _parser() -> argparse.ArgumentParser:
     train.add_argument("-o", "--output", type=Path, required=True, help="model file to write")
     train.add_argument("--from", dest="start", type=Path, help="model to fine-tune")
     train.add_argument(
-        "--steps", type=int, help="training steps (default 1000, or none with --time-limit)"
+        "--objects",
+        action="store_true",
+        help="the annotations paint each object with its own id (2, 3, ...; 1 = background): "
+        "train one object class that learns to separate touching objects",
     )
-    train.add_argument("--time-limit", type=float, help="stop after this many seconds")
-    train.add_argument("--batch-size", type=int, default=4)
-    train.add_argument("--patch-size", type=int, default=128)
-    train.add_argument("--depth", type=int, help="U-Net depth of a new model")
-    train.add_argument("--width", type=int, help="base width of a new model")
-    train.add_argument("--w0", type=float, default=10.0, help="border weight; 0 turns it off")
-    train.add_argument("--sigma", type=float, default=5.0, help="border weight width (px)")
-    _common(train)
+    train.add_argument(
+        "--steps",
+        type=_integer(1, 10**9),
+        help="training steps (default 1000, or none with --time-limit)",
+    )
+    train.add_argument(
+        "--time-limit", type=_number(0, above=True), help="stop after this many seconds"
+    )
+    train.add_argument(
+        "--batch-size", type=_integer(1, 1024), help="patches per step (default: for the device)"
+    )
+    train.add_argument(
+        "--patch-size",
+        type=_integer(32, 4096, 16),
+        help="side of the training patches (default: for the device and the image)",
+    )
+    train.add_argument("--depth", type=_integer(1, 6), help="U-Net depth of a new model")
+    train.add_argument("--width", type=_integer(1, 256), help="base width of a new model")
+    train.add_argument(
+        "--w0", type=_number(0, 1000), default=10.0, help="border weight; 0 turns it off"
+    )
+    train.add_argument(
+        "--sigma", type=_number(0, 1000, above=True), default=5.0, help="border weight width (px)"
+    )
+    _common(train, "replace an existing model file")
     train.set_defaults(command=_train)
 
     predict = commands.add_parser("predict", help="predict a TIFF image with a model")
@@ -56,11 +155,25 @@ def _parser() -> argparse.ArgumentParser:
     predict.add_argument("image", type=Path)
     predict.add_argument("-o", "--output", type=Path, required=True, help="labels TIFF to write")
     predict.add_argument("--probabilities", type=Path, help="also write class probabilities")
-    predict.add_argument("--instances", type=Path, help="also write instance labels")
-    predict.add_argument("--instances-class", type=int, default=2, help="class id of objects")
-    predict.add_argument("--tile-size", type=int)
-    predict.add_argument("--batch-size", type=int)
-    _common(predict)
+    predict.add_argument("--instances", type=Path, help="also write object ids (instances)")
+    predict.add_argument(
+        "--instances-class", type=_integer(2, 64), default=2, help="class id of the objects"
+    )
+    predict.add_argument(
+        "--split",
+        type=_number(0, 1),
+        default=0.5,
+        help="how eagerly touching objects are split: 0 never, 1 at any dip (default 0.5)",
+    )
+    predict.add_argument(
+        "--min-size",
+        type=_integer(0, 2**31),
+        default=0,
+        help="objects smaller than this many pixels are merged or dropped",
+    )
+    predict.add_argument("--tile-size", type=_integer(16, 16384))
+    predict.add_argument("--batch-size", type=_integer(1, 1024))
+    _common(predict, "replace existing output files")
     predict.set_defaults(command=_predict)
 
     info = commands.add_parser("info", help="describe a model file")
@@ -72,24 +185,31 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _common(parser: argparse.ArgumentParser) -> None:
+def _common(parser: argparse.ArgumentParser, overwrite: str) -> None:
     parser.add_argument(
         "--channel-axis",
-        type=int,
+        type=_integer(-4, 3),
         help="axis of the image holding channels (default: a last axis of 3 or 4 is RGB)",
     )
     parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda", "mps"])
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seed", type=_integer(0, 2**32 - 1), default=0)
+    parser.add_argument("--overwrite", action="store_true", help=overwrite)
 
 
 def _train(args) -> int:
+    from .annotations import MAX_CLASSES
     from .device import describe
-    from .io import load_model, read_config, save_model
-    from .train import Trainer, TrainSettings
+    from .files import reserve
+    from .io import load_model, model_bytes, not_a_model, weights_bytes
+    from .model import UNetConfig
+    from .train import CPU_ARCHITECTURE, GPU_ARCHITECTURE, Trainer, TrainSettings
 
-    _check_writable_model(args.output, read_config)
     image, channel_axis = _read_image(args.image, args.channel_axis)
     annotations = _read_tiff(args.annotations)
+    if args.objects:
+        from .annotations import objects_to_classes
+
+        annotations = objects_to_classes(annotations)
     start = load_model(args.start) if args.start else None
     steps = args.steps if args.steps is not None else (None if args.time_limit else 1000)
     settings = TrainSettings(
@@ -107,15 +227,42 @@ def _train(args) -> int:
     trainer = Trainer(
         image, annotations, channel_axis=channel_axis, settings=settings, segmenter=start
     )
-    print(f"training on {describe(trainer.device)}", flush=True)
-    run = trainer.run()
+    if start is not None:
+        config = start.config
+    else:
+        defaults = CPU_ARCHITECTURE if trainer.device.type == "cpu" else GPU_ARCHITECTURE
+        config = UNetConfig(
+            in_channels=trainer.stack.shape[-1],
+            n_classes=MAX_CLASSES,
+            depth=args.depth or defaults["depth"],
+            width=args.width or defaults["width"],
+        )
+    inputs = {args.image: "the image", args.annotations: "the annotations"}
+    if args.start:
+        inputs[args.start] = "the model fine-tuned"
+    with reserve(
+        [args.output],
+        overwrite=args.overwrite,
+        inputs=inputs,
+        replaceable=not_a_model,
+        needed_bytes=weights_bytes(config) + 2**20,
+    ) as output:
+        print(f"training on {describe(trainer.device)}", flush=True)
+        segmenter = _follow_training(trainer.run())
+        data = model_bytes(segmenter)
+        output.commit([lambda file: file.write(data)])
+    print(f"wrote {args.output}")
+    return 0
+
+
+def _follow_training(run):
+    """Print progress every 2 s; return the trained segmenter."""
     shown = 0.0
     while True:
         try:
             event = next(run)
         except StopIteration as done:
-            segmenter = done.value
-            break
+            return done.value
         if event.elapsed - shown >= 2 or event.fraction >= 1:
             shown = event.elapsed
             dice = (
@@ -127,13 +274,12 @@ def _train(args) -> int:
                 f"{event.elapsed:.1f} s  {event.pixels_per_second / 1e6:.2f} Mpx/s",
                 flush=True,
             )
-    save_model(segmenter, args.output)
-    print(f"wrote {args.output}")
-    return 0
 
 
 def _predict(args) -> int:
+    from .files import reserve
     from .io import load_model
+    from .objects import ObjectSettings
     from .predict import Predictor
 
     segmenter = load_model(args.model)
@@ -144,26 +290,36 @@ def _predict(args) -> int:
         channel_axis=channel_axis,
         probabilities=args.probabilities is not None,
         instances_of=args.instances_class if args.instances else None,
+        objects=ObjectSettings(split=args.split, min_size=args.min_size),
         tile_size=args.tile_size,
         batch_size=args.batch_size,
         device=args.device,
     )
-    run = predictor.run()
-    started = time.perf_counter()
-    while True:
-        try:
-            event = next(run)
-        except StopIteration as done:
-            result = done.value
-            break
-        print(f"slice {event.done}/{event.total}  {event.elapsed:.1f} s", flush=True)
-    outputs = [(args.output, result.labels)]
+    pixels = math.prod(predictor.stack.shape[:3])
+    outputs = [(args.output, pixels)]
     if args.probabilities:
-        outputs.append((args.probabilities, result.probabilities))
+        outputs.append((args.probabilities, pixels * 4 * segmenter.n_classes))
     if args.instances:
-        outputs.append((args.instances, result.instances))
-    for path, data in outputs:
-        _write_tiff(path, data)
+        outputs.append((args.instances, pixels * 4))
+    with reserve(
+        [path for path, _ in outputs],
+        overwrite=args.overwrite,
+        inputs={args.model: "the model", args.image: "the image"},
+        replaceable=_not_a_tiff,
+        needed_bytes=sum(size for _, size in outputs),
+    ) as reservation:
+        started = time.perf_counter()
+        run = predictor.run()
+        while True:
+            try:
+                event = next(run)
+            except StopIteration as done:
+                result = done.value
+                break
+            print(f"slice {event.done}/{event.total}  {event.elapsed:.1f} s", flush=True)
+        arrays = [result.labels, result.probabilities, result.instances]
+        reservation.commit(_tiff_writer(a) for a in arrays if a is not None)
+    for path, _ in outputs:
         print(f"wrote {path}")
     print(f"done in {time.perf_counter() - started:.1f} s")
     return 0
@@ -176,15 +332,18 @@ def _info(args) -> int:
     print(segmenter.describe())
     for i, entry in enumerate(segmenter.history, start=1):
         dice = entry.get("validation_dice")
-        dice = "" if dice is None else f", validation dice {dice:.3f}"
-        print(
-            f"round {i}: {entry['steps']} steps in {entry['seconds']} s on {entry['device']}{dice}"
-        )
+        dice = f", validation dice {dice:.3f}" if isinstance(dice, int | float) else ""
+        steps, seconds = entry.get("steps", "?"), entry.get("seconds", "?")
+        print(f"round {i}: {steps} steps in {seconds} s on {entry.get('device', '?')}{dice}")
     return 0
 
 
 def _demo(args) -> int:
-    import napari
+    try:
+        import napari
+        import qtpy  # noqa: F401 (raises when no Qt binding is installed)
+    except ImportError as error:
+        raise UNetError(f"napari cannot open a window ({error}); {INSTALL_QT}") from None
 
     viewer = napari.Viewer(title="napari-unet demo")
     viewer.open_sample("napari-unet", "nuclei_annotated")
@@ -200,6 +359,8 @@ def _read_tiff(path: Path) -> np.ndarray:
         raise UNetError(f"{path} does not exist or is not a file")
     try:
         return tifffile.imread(path)
+    except OSError:
+        raise
     except Exception as error:
         raise UNetError(f"cannot read {path} as a TIFF image: {error}") from None
 
@@ -213,32 +374,19 @@ def _read_image(path: Path, channel_axis: int | None) -> tuple[np.ndarray, int |
     return image, channel_axis
 
 
-def _write_tiff(path: Path, data: np.ndarray) -> None:
-    """Write ``data`` to ``path`` through a temporary file, so no half-written TIFF remains."""
+def _tiff_writer(data: np.ndarray):
     import tifffile
 
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(handle)
-    try:
-        tifffile.imwrite(temporary, np.asarray(data), compression="zlib")
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
+    def write(file) -> None:
+        tifffile.imwrite(file, np.asarray(data), compression="zlib")
+
+    return write
 
 
-def _check_writable_model(path: Path, read_config) -> None:
-    """Refuse to overwrite a file that is not a napari-unet model."""
-    if path.is_dir():
-        raise UNetError(f"{path} is a folder; give a model file name such as model.safetensors")
-    if path.exists():
-        try:
-            read_config(path)
-        except UNetError:
-            raise UNetError(
-                f"{path} exists and is not a napari-unet model; not overwriting it"
-            ) from None
+def _not_a_tiff(path: Path) -> str | None:
+    """Why ``path`` must not be replaced by a TIFF output (None for a TIFF image)."""
+    with open(path, "rb") as file:
+        return None if file.read(4) in TIFF_MAGIC else "exists and is not a TIFF image"
 
 
 if __name__ == "__main__":
