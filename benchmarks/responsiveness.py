@@ -13,6 +13,8 @@ Usage: xvfb-run -a .venv/bin/python benchmarks/responsiveness.py [--seconds 20]
 
 import argparse
 import multiprocessing
+import os
+import tempfile
 import time
 
 import napari
@@ -21,6 +23,7 @@ import torch
 from _common import OtherLoad, machine, table
 from qtpy.QtCore import QEventLoop, QTimer
 
+from napari_unet import autosave
 from napari_unet.samples import nuclei, nuclei_annotations
 from napari_unet.train import Trainer, TrainSettings
 from napari_unet.widgets import _jobs
@@ -197,4 +200,6 @@ class _nothing:
 
 
 if __name__ == "__main__":
-    main()
+    with tempfile.TemporaryDirectory(prefix="napari-unet-benchmark-") as home:
+        os.environ[autosave.HOME_VARIABLE] = home
+        main()

@@ -1,11 +1,17 @@
 """Regenerate the user guide's screenshots: the annotate -> train -> predict -> correct loop.
 
-Usage: xvfb-run -a -s "-screen 0 1600x1200x24" .venv/bin/python docs/screenshots.py
+Usage: xvfb-run -a -s "-screen 0 1600x1200x24" .venv/bin/python docs/screenshots.py [SHOT ...]
+
+SHOT is one of nuclei, objects, stack (default: all). Models trained here are kept in a
+temporary folder, not in the user's.
 
 The nuclei sample ships with the plugin; the stack shot uses the Huh7 time-lapse from
 ../shared/data/ctc-huh7 and is skipped when it is not there.
 """
 
+import os
+import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -15,7 +21,9 @@ import tifffile
 from qtpy.QtCore import QEventLoop, QTimer
 from scipy import ndimage
 
+from napari_unet import autosave
 from napari_unet.annotations import from_instances
+from napari_unet.samples import nuclei_instances
 from napari_unet.widgets._layers import CLASS_NAMES_KEY, class_colormap
 
 DOCS = Path(__file__).resolve().parent
@@ -114,6 +122,38 @@ def stack_prediction() -> None:
     viewer.close()
 
 
+def objects() -> None:
+    """Each nucleus of the top rows painted with its own id, and the objects predicted."""
+    viewer = open_viewer()
+    viewer.window.resize(1500, 1180)
+    viewer.open_sample("napari-unet", "nuclei")
+    _, widget = viewer.window.add_plugin_dock_widget("napari-unet", "U-Net")
+    widget.annotate.paint_mode.setCurrentIndex(widget.annotate.paint_mode.findData("objects"))
+    annotations = widget.annotate.new_annotations()
+    instances = nuclei_instances()[:128]
+    painted = np.where(instances > 0, instances + 1, 1).astype(np.uint16)
+    annotations.data[:128] = painted
+    annotations.refresh()
+    widget.annotate.table.item(1, 2).setText("nucleus")
+    widget.train.duration.setValue(1.0)
+    widget.train.start()
+    wait(150, lambda: widget.train.worker is None)
+    widget.predict.classes.setChecked(False)
+    widget.predict.instances.setChecked(True)
+    widget.predict.predict()
+    wait(60, lambda: widget.predict.worker is None)
+    viewer.layers.move(viewer.layers.index(annotations), len(viewer.layers) - 1)
+    viewer.layers.selection.active = annotations
+    annotations.mode = "paint"
+    widget.annotate.new_object()
+    shot(viewer, "6-objects.png")
+    viewer.close()
+
+
+SHOTS = {"nuclei": nuclei_loop, "objects": objects, "stack": stack_prediction}
+
 if __name__ == "__main__":
-    nuclei_loop()
-    stack_prediction()
+    with tempfile.TemporaryDirectory(prefix="napari-unet-screenshots-") as home:
+        os.environ[autosave.HOME_VARIABLE] = home
+        for name in sys.argv[1:] or list(SHOTS):
+            SHOTS[name]()

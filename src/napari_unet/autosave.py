@@ -68,9 +68,10 @@ def kept() -> list[KeptModel]:
 
 
 def _label(name: str, saved: datetime) -> str:
-    """E.g. "27 Nov 15:40 · nucleus · 3 rounds", from a name written by :func:`keep`."""
+    """E.g. "15:40 · nucleus · 3 rounds" (with the date if not today), from a name written
+    by :func:`keep`."""
     parts = name[len(PREFIX) : -len(SUFFIX)].split("-")
-    when = f"{saved:%d %b %H:%M}"
+    when = f"{saved:%H:%M}" if saved.date() == datetime.now().date() else f"{saved:%d %b %H:%M}"
     if len(parts) < 5 or not parts[-2].isdigit():
         return f"{when} · {name}"
     rounds = int(parts[-2])

@@ -221,8 +221,7 @@ class AnnotateSection(QGroupBox):
         objects = layer is not None and paints_objects(layer)
         self.add_button.setVisible(not objects)
         self.new_object_button.setVisible(objects)
-        self.table.blockSignals(True)
-        self.table.setRowCount(0)
+        rows = []
         if layer is None:
             image = self.image()
             others = any(isinstance(x, Labels) for x in self.session.viewer.layers)
@@ -238,23 +237,17 @@ class AnnotateSection(QGroupBox):
                 names = class_names(layer, 2)[:2]
             else:
                 names = class_names(layer, min(counts.highest, MAX_CLASSES))
-            self.table.setRowCount(len(names))
             for row, name in enumerate(names):
                 label = row + 1
-                color = QTableWidgetItem(swatch(layer.colormap.map(label)), "")
-                cells = {
-                    COLOR: color,
-                    LABEL: QTableWidgetItem(f"{label}…" if objects and row else str(label)),
-                    NAME: QTableWidgetItem(f"{name} (objects)" if objects and row else name),
-                    PIXELS: QTableWidgetItem(f"{pixels.get(label, 0):,}"),
-                    SLICES: QTableWidgetItem(str(slices.get(label, 0))),
-                }
-                for column, item in cells.items():
-                    if column != NAME or (objects and row):
-                        item.setFlags(item.flags() & ~Qt.ItemFlag.ItemIsEditable)
-                    if column in (LABEL, PIXELS, SLICES):
-                        item.setTextAlignment(Qt.AlignmentFlag.AlignRight)
-                    self.table.setItem(row, column, item)
+                rows.append(
+                    {
+                        COLOR: layer.colormap.map(label),
+                        LABEL: f"{label}+" if objects and row else str(label),
+                        NAME: name,
+                        PIXELS: f"{pixels.get(label, 0):,}",
+                        SLICES: str(slices.get(label, 0)),
+                    }
+                )
             total = counts.total
             where = f" in {counts.annotated} of {total} slices" if total > 1 else " annotated"
             text = f"{sum(pixels.values()):,} pixels{where}"
@@ -265,9 +258,35 @@ class AnnotateSection(QGroupBox):
                 text = f"Ids up to {counts.highest}: objects? Choose Paint: objects."
             self.summary.setText(text)
             self.table.setColumnHidden(SLICES, total == 1)
+        self._fill(rows)
+        if layer is not None:
             self._select_row(layer.selected_label)
-        self.table.blockSignals(False)
-        self.table.updateGeometry()
+
+    def _fill(self, rows: list[dict]) -> None:
+        """Show ``rows`` in the table, changing only the cells that differ: rebuilding it
+        would lay out the dock again at each count."""
+        table = self.table
+        table.blockSignals(True)
+        resized = table.rowCount() != len(rows)
+        if resized:
+            table.setRowCount(len(rows))
+        for row, cells in enumerate(rows):
+            for column, value in cells.items():
+                item = table.item(row, column)
+                if item is None:
+                    item = QTableWidgetItem()
+                    if column in (LABEL, PIXELS, SLICES):
+                        item.setTextAlignment(Qt.AlignmentFlag.AlignRight)
+                    if column != NAME:
+                        item.setFlags(item.flags() & ~Qt.ItemFlag.ItemIsEditable)
+                    table.setItem(row, column, item)
+                if column == COLOR:
+                    item.setIcon(swatch(value))
+                elif item.text() != value:
+                    item.setText(value)
+        table.blockSignals(False)
+        if resized:
+            table.updateGeometry()
 
     def _fits(self, layer: Labels) -> bool:
         """Annotations must have the image's shape; object outputs are not annotations."""

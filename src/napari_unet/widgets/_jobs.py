@@ -16,15 +16,15 @@ from ..device import is_out_of_memory
 from ..errors import UNetError
 
 
-def start(run, *args, **handlers) -> WorkerBase:
-    """Run ``run(*args)``, a generator function or not, in a thread; ``handlers`` maps the
-    worker's signals to slots.
+def start(run, *args, now: bool = True, **handlers) -> WorkerBase:
+    """Run ``run(*args)``, a generator function or not, in a thread (later, with the
+    worker's ``start()``, unless ``now``); ``handlers`` maps the worker's signals to slots.
 
     Connect slots that are methods of Qt widgets: they are dropped when the widget is deleted.
     The plain superqt worker classes are used so that errors reach ``handlers["errored"]``.
     """
     kind = GeneratorWorker if inspect.isgeneratorfunction(run) else FunctionWorker
-    return create_worker(run, *args, _worker_class=kind, _connect=handlers, _start_thread=True)
+    return create_worker(run, *args, _worker_class=kind, _connect=handlers, _start_thread=now)
 
 
 class Throttle(QTimer):

@@ -15,7 +15,6 @@ from qtpy.QtWidgets import (
     QLabel,
     QProgressBar,
     QPushButton,
-    QSizePolicy,
     QSpinBox,
     QVBoxLayout,
 )
@@ -89,7 +88,7 @@ class PredictSection(QGroupBox):
         self.copy_button.clicked.connect(self.copy_to_annotations)
         self.progress = QProgressBar(textVisible=False)
         self.status = QLabel()
-        self.status.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
+        self.status.setWordWrap(True)
 
         form = QFormLayout()
         form.addRow("Image", self.image_combo)
@@ -121,6 +120,7 @@ class PredictSection(QGroupBox):
         self.worker = None
         self.outputs: dict[str, list] = {}
         self._classes = None
+        self._started = False
         self._image = None
         self._slice: int | None = None
         self._pending: list = []
@@ -188,17 +188,19 @@ class PredictSection(QGroupBox):
             show_error(f"Cannot predict: {error}")
             return
         self.predictor, self._image, self._slice = predictor, image, index
-        self.outputs = self._output_layers(image, predictor.outputs(), index is None)
         self.progress.setValue(0)
         self.last = None
         self.status.setText(f"Predicting {image.name}…")
         self.worker = _jobs.start(
             predictor.run,
+            now=False,
             yielded=self._progress,
             returned=self._predicted,
             errored=self._failed,
             finished=self._finished,
         )
+        self._started = False
+        self.outputs = self._output_layers(image, predictor.outputs(), index is None)
         self._sync()
 
     def _output_layers(self, image, result: Prediction, live: bool) -> dict[str, list]:
@@ -206,8 +208,9 @@ class PredictSection(QGroupBox):
         of the image's shape, into which a slice is copied at the end.
 
         Unedited results of an earlier prediction are reused; new layers are added one per
-        turn of the event loop (each costs napari tens of milliseconds), in the meantime
-        their place in the lists is None.
+        turn of the event loop (each costs napari tens of milliseconds), and the worker
+        starts after the last (adding a layer while it runs waits for Python's lock); in the
+        meantime their place in the lists is None.
         """
         model, viewer = self.session.model, self.session.viewer
         shape = spatial_shape(image)
@@ -251,8 +254,11 @@ class PredictSection(QGroupBox):
         return layers
 
     def _add_pending(self) -> None:
-        """Add the next waiting result layer."""
+        """Add the next waiting result layer, or start the worker when all are there."""
         if not self._pending:
+            if self.worker is not None and not self._started:
+                self._started = True
+                self.worker.start()
             return
         kind, index, name, data, label, metadata, place = self._pending.pop(0)
         viewer = self.session.viewer
@@ -278,12 +284,7 @@ class PredictSection(QGroupBox):
             layer.events.paint.connect(self._edited)
         self.outputs[kind][index] = layer
         self._classes = layer if kind == "classes" else self._classes
-        if self._pending:
-            self._add_next.start()
-
-    def _add_all_pending(self) -> None:
-        while self._pending:
-            self._add_pending()
+        self._add_next.start()
 
     def last_classes(self):
         """The class layer of the last prediction, if it is still in the viewer."""
@@ -316,7 +317,6 @@ class PredictSection(QGroupBox):
         if not result.complete:
             self.status.setText("Cancelled: the slices done so far are shown.")
             return
-        self._add_all_pending()
         if self._slice is not None:
             self._copy_slice(result)
         where = "" if self._slice is None else f", slice {self._slice}"

@@ -14,7 +14,6 @@ from qtpy.QtWidgets import (
     QLabel,
     QProgressBar,
     QPushButton,
-    QSizePolicy,
     QVBoxLayout,
 )
 
@@ -63,7 +62,8 @@ class TrainSection(QGroupBox):
         self.stop_button.clicked.connect(self.stop)
         self.progress = QProgressBar(maximum=PROGRESS_SCALE, textVisible=False)
         self.status = QLabel("Annotate, then press Start.")
-        self.status.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
+        self.status.setWordWrap(True)
+        self.status.setMinimumHeight(2 * self.status.fontMetrics().lineSpacing())
         self.plot = LossPlot(session.viewer.theme, self)
 
         duration = QHBoxLayout()
