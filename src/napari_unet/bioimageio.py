@@ -1,0 +1,434 @@
+"""bioimage.io model packages (format 0.5): export a model to share it with Fiji (deepImageJ),
+ilastik, QuPath and the model zoo, and import such a package when its architecture is ours.
+
+A package is one zip file: ``rdf.yaml`` (the description), the weights as a PyTorch state dict
+with the architecture's source (``unet.py``, this package's ``model.py``) and, where the network
+traces, as TorchScript; a test input with its expected output, a cover picture and a README.
+The percentile normalisation is the input's preprocessing and the softmax the output's
+postprocessing, so any bioimage.io consumer computes what ``predict`` does. The napari-unet
+config (class names, normalisation, history) is kept under ``config.napari_unet`` for import.
+"""
+
+import inspect
+import io
+import json
+import tempfile
+import warnings
+import zipfile
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+import torch
+import yaml
+from safetensors.torch import save
+
+from . import __version__, errors, model
+from .errors import ModelFileError, UNetError
+from .files import reserve
+from .io import FORMAT, load_model, model_bytes
+from .segmenter import Segmenter
+
+FORMAT_VERSION = "0.5.4"
+RDF = "rdf.yaml"
+STATE_DICT = "weights.pt"
+TORCHSCRIPT = "weights_torchscript.pt"
+SOURCE = "unet.py"
+BUILDER = "unet_from_architecture"
+TEST_SIDE = 64
+MAX_PACKAGE_BYTES = 2**31
+
+
+def export_model(
+    segmenter: Segmenter,
+    path: str | Path,
+    *,
+    name: str | None = None,
+    description: str | None = None,
+    authors: list[str] | None = None,
+    license: str = "CC-BY-4.0",
+    test_image: np.ndarray | None = None,
+    overwrite: bool = False,
+) -> Path:
+    """Write ``segmenter`` as a bioimage.io model package (a ``.zip``) and return its path.
+
+    ``test_image`` is a (Y, X) or (Y, X, C) image for the package's test input (by default a
+    synthetic one); it is cropped to a multiple of the network's pooling size.
+    """
+    if not isinstance(segmenter, Segmenter):
+        raise UNetError(f"a trained Segmenter is needed to export a model, not {type(segmenter)}")
+    if authors is not None and (not authors or not all(isinstance(a, str) and a for a in authors)):
+        raise UNetError("authors must be a list of names")
+    path = Path(path)
+    if path.suffix.lower() != ".zip":
+        raise UNetError(f"a bioimage.io package is a .zip file, not {path.name}")
+    files = _package_files(segmenter, name, description, authors, license, test_image)
+    with reserve([path], overwrite=overwrite, hint="choose another name") as outputs:
+        (path,) = outputs.commit([lambda file: file.write(_zip(files))])
+    return path
+
+
+def import_model(path: str | Path) -> Segmenter:
+    """The model of a bioimage.io package exported by napari-unet (``.zip`` or ``rdf.yaml``)."""
+    path = Path(path)
+    try:
+        if path.suffix.lower() == ".zip":
+            with zipfile.ZipFile(path) as package:
+                rdf = _description(package.read(RDF))
+                state = package.read(_weights_source(rdf))
+        else:
+            rdf = _description(path.read_bytes())
+            state = (path.parent / _weights_source(rdf)).read_bytes()
+    except (OSError, KeyError, zipfile.BadZipFile) as error:
+        raise ModelFileError(
+            f"{path.name} is not a readable bioimage.io package: {error}"
+        ) from None
+    try:
+        weights = torch.load(io.BytesIO(state), weights_only=True, map_location="cpu")
+    except Exception as error:
+        raise ModelFileError(f"{path.name} holds unreadable weights: {error}") from None
+    if not isinstance(weights, dict) or not all(
+        isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in weights.items()
+    ):
+        raise ModelFileError(f"{path.name} holds weights that are not a PyTorch state dict")
+    config = rdf["config"]["napari_unet"]
+    data = save(weights, metadata={FORMAT: json.dumps(config)})
+    return _load_bytes(data, path)
+
+
+def _description(data: bytes) -> dict:
+    """The parsed rdf.yaml of a package exported by napari-unet."""
+    try:
+        rdf = yaml.safe_load(data)
+    except yaml.YAMLError as error:
+        raise ModelFileError(f"the package's {RDF} is not valid YAML: {error}") from None
+    if not isinstance(rdf, dict) or rdf.get("type") != "model":
+        raise ModelFileError(f"the package's {RDF} does not describe a model")
+    config = rdf.get("config")
+    if not isinstance(config, dict) or not isinstance(config.get("napari_unet"), dict):
+        raise ModelFileError(
+            "this bioimage.io model was not exported by napari-unet: its architecture is not "
+            "ours, so it cannot be a starting model"
+        )
+    return rdf
+
+
+def _weights_source(rdf: dict) -> str:
+    try:
+        source = rdf["weights"]["pytorch_state_dict"]["source"]
+    except (KeyError, TypeError):
+        raise ModelFileError("the package has no PyTorch state dict weights") from None
+    if not isinstance(source, str) or "/" in source or "\\" in source or source.startswith("."):
+        raise ModelFileError(f"the package's weights are not a file inside it: {source!r}")
+    return source
+
+
+def _load_bytes(data: bytes, origin: Path) -> Segmenter:
+    """A segmenter from model-file bytes, through the checks of :func:`io.load_model`."""
+    with tempfile.TemporaryDirectory() as folder:
+        temporary = Path(folder) / f"{origin.stem}.safetensors"
+        temporary.write_bytes(data)
+        try:
+            return load_model(temporary)
+        except ModelFileError as error:
+            raise ModelFileError(
+                f"{origin.name}: {str(error).replace(temporary.name, 'its model')}"
+            ) from None
+
+
+def _package_files(segmenter, name, description, authors, license, test_image) -> dict:
+    """Every file of the package, by name."""
+    net = segmenter.net.to("cpu").eval().float()
+    test_input = _test_input(segmenter, test_image)
+    with torch.no_grad():
+        logits = net(torch.from_numpy(_normalized(segmenter, test_input)))
+    test_output = torch.softmax(logits.float(), dim=1).numpy()
+    files = {
+        STATE_DICT: _torch_bytes({k: v.detach().clone() for k, v in net.state_dict().items()}),
+        SOURCE: _architecture_source().encode(),
+        "test_input.npy": _npy(test_input),
+        "test_output.npy": _npy(test_output),
+        "cover.png": _cover(test_input, test_output),
+        "README.md": _readme(segmenter, name).encode(),
+    }
+    scripted = _torchscript(net, test_input)
+    if scripted is not None:
+        files[TORCHSCRIPT] = scripted
+    rdf = _rdf(segmenter, name, description, authors, license, sorted(files))
+    files[RDF] = yaml.safe_dump(rdf, sort_keys=False, allow_unicode=True).encode()
+    return files
+
+
+def _rdf(segmenter, name, description, authors, license, files) -> dict:
+    c = segmenter.config
+    multiple = c.multiple
+    names = segmenter.class_names
+    classes = ", ".join(names[1:])
+    weights = {
+        "pytorch_state_dict": {
+            "source": STATE_DICT,
+            "architecture": {
+                "source": SOURCE,
+                "callable": BUILDER,
+                "kwargs": c.to_dict(),
+            },
+            "pytorch_version": torch.__version__.split("+")[0],
+        }
+    }
+    if TORCHSCRIPT in files:
+        weights["torchscript"] = {
+            "source": TORCHSCRIPT,
+            "parent": "pytorch_state_dict",
+            "pytorch_version": torch.__version__.split("+")[0],
+        }
+    space = {"min": multiple, "step": multiple}
+    return {
+        "type": "model",
+        "format_version": FORMAT_VERSION,
+        "name": name or f"napari-unet {classes}",
+        "description": description
+        or f"A 2D U-Net segmenting {classes} from background, trained in napari with napari-unet.",
+        "authors": [{"name": a} for a in (authors or ["napari-unet user"])],
+        "cite": [
+            {
+                "text": "Ronneberger, Fischer and Brox. U-Net: Convolutional Networks for "
+                "Biomedical Image Segmentation. MICCAI 2015.",
+                "doi": "10.1007/978-3-319-24574-4_28",
+            }
+        ],
+        "license": license,
+        "tags": ["unet2d", "pytorch", "segmentation", "napari-unet"],
+        "documentation": "README.md",
+        "covers": ["cover.png"],
+        "timestamp": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "inputs": [
+            {
+                "id": "raw",
+                "description": "image, normalised per channel between its percentiles",
+                "axes": [
+                    {"type": "batch"},
+                    {
+                        "type": "channel",
+                        "channel_names": [f"channel{i}" for i in range(c.in_channels)],
+                    },
+                    {"type": "space", "id": "y", "size": space},
+                    {"type": "space", "id": "x", "size": space},
+                ],
+                "test_tensor": {"source": "test_input.npy"},
+                "preprocessing": [
+                    {"id": "ensure_dtype", "kwargs": {"dtype": "float32"}},
+                    _normalization_step(segmenter),
+                ],
+            }
+        ],
+        "outputs": [
+            {
+                "id": "probabilities",
+                "description": "probability of each class; class i is annotation id i + 1",
+                "axes": [
+                    {"type": "batch"},
+                    {"type": "channel", "channel_names": _identifiers(names)},
+                    {"type": "space", "id": "y", "size": {"tensor_id": "raw", "axis_id": "y"}},
+                    {"type": "space", "id": "x", "size": {"tensor_id": "raw", "axis_id": "x"}},
+                ],
+                "data": {"type": "float32", "range": [0.0, 1.0]},
+                "test_tensor": {"source": "test_output.npy"},
+                "postprocessing": [{"id": "softmax", "kwargs": {"axis": "channel"}}],
+            }
+        ],
+        "weights": weights,
+        "config": {
+            "bioimageio": {
+                "reproducibility_tolerance": [
+                    {"relative_tolerance": 1e-3, "absolute_tolerance": 1e-4}
+                ]
+            },
+            "napari_unet": json.loads(_config_json(segmenter)),
+        },
+    }
+
+
+def _config_json(segmenter: Segmenter) -> str:
+    """The napari-unet config of ``segmenter``, as its model file stores it."""
+    data = model_bytes(segmenter)
+    length = int.from_bytes(data[:8], "little")
+    return json.loads(data[8 : 8 + length])["__metadata__"][FORMAT]
+
+
+def _architecture_source() -> str:
+    """``model.py`` as one file that needs only torch, with a builder taking the config."""
+    own = [inspect.getsource(errors), inspect.getsource(model)]
+    lines = [
+        line
+        for part in own
+        for line in part.splitlines()
+        if not line.startswith("from .") and not line.startswith('"""Errors')
+    ]
+    return "\n".join(lines) + (
+        f"\n\n\ndef {BUILDER}(**architecture) -> UNet:\n"
+        '    """The U-Net of a napari-unet architecture config."""\n'
+        "    return UNet(UNetConfig(**architecture))\n"
+    )
+
+
+def _normalization_step(segmenter: Segmenter) -> dict:
+    n = segmenter.normalization
+    if n.mode == "fixed" and n.low:
+        low, high = np.asarray(n.low), np.asarray(n.high)
+        gain = 1.0 / np.maximum(high - low, 1e-6)
+        return {
+            "id": "scale_linear",
+            "kwargs": {"axis": "channel", "gain": gain.tolist(), "offset": (-low * gain).tolist()},
+        }
+    return {
+        "id": "scale_range",
+        "kwargs": {
+            "axes": ["y", "x"],
+            "min_percentile": n.low_percentile,
+            "max_percentile": n.high_percentile,
+        },
+    }
+
+
+def _normalized(segmenter: Segmenter, test_input: np.ndarray) -> np.ndarray:
+    """``test_input`` (1, C, Y, X) as the package's preprocessing normalises it."""
+    n = segmenter.normalization
+    if n.mode == "fixed" and n.low:
+        low = np.asarray(n.low, np.float32)[:, None, None]
+        scale = np.maximum(np.asarray(n.high, np.float32)[:, None, None] - low, 1e-6)
+        return ((test_input - low) / scale).astype(np.float32)
+    low = np.percentile(test_input, n.low_percentile, axis=(2, 3), keepdims=True)
+    high = np.percentile(test_input, n.high_percentile, axis=(2, 3), keepdims=True)
+    return ((test_input - low) / (high - low + 1e-6)).astype(np.float32)
+
+
+def _test_input(segmenter: Segmenter, image: np.ndarray | None) -> np.ndarray:
+    """A (1, C, Y, X) float32 test input, a multiple of the pooling size on each side."""
+    c, multiple = segmenter.in_channels, segmenter.config.multiple
+    if image is None:
+        yy, xx = np.mgrid[:TEST_SIDE, :TEST_SIDE]
+        blobs = np.sin(yy / 5.0) * np.cos(xx / 7.0) + 0.1 * np.random.default_rng(0).random(
+            (TEST_SIDE, TEST_SIDE)
+        )
+        image = np.repeat(blobs[..., None], c, axis=-1)
+    image = np.asarray(image, dtype=np.float32)
+    if image.ndim == 2:
+        image = image[..., None]
+    if image.ndim != 3 or image.shape[-1] != c:
+        raise UNetError(f"the test image must be (Y, X) or (Y, X, {c}), not {image.shape}")
+    height, width = (side // multiple * multiple for side in image.shape[:2])
+    if not height or not width:
+        raise UNetError(f"the test image must be at least {multiple}x{multiple} pixels")
+    if not np.isfinite(image).all():
+        raise UNetError("the test image contains NaN or infinite values")
+    return np.ascontiguousarray(image[:height, :width].transpose(2, 0, 1)[None])
+
+
+def _torchscript(net: torch.nn.Module, test_input: np.ndarray) -> bytes | None:
+    """The traced network, or None where it does not trace to the same output."""
+    example = torch.from_numpy(test_input)
+    try:
+        with torch.no_grad(), warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)
+            traced = torch.jit.trace(net, example, check_trace=False)
+            if not torch.allclose(traced(example), net(example), atol=1e-5):
+                return None
+            buffer = io.BytesIO()
+            torch.jit.save(traced, buffer)
+    except Exception:
+        return None
+    return buffer.getvalue()
+
+
+def _torch_bytes(state: dict) -> bytes:
+    buffer = io.BytesIO()
+    torch.save(state, buffer)
+    return buffer.getvalue()
+
+
+def _npy(array: np.ndarray) -> bytes:
+    buffer = io.BytesIO()
+    np.save(buffer, array)
+    return buffer.getvalue()
+
+
+def _cover(test_input: np.ndarray, test_output: np.ndarray) -> bytes:
+    """A 2:1 picture: the test input beside its predicted classes."""
+    from PIL import Image
+
+    image = test_input[0].mean(0)
+    low, high = np.percentile(image, [1, 99.8])
+    gray = np.clip((image - low) / max(high - low, 1e-6), 0, 1)
+    classes = test_output[0].argmax(0)
+    palette = np.array(
+        [[0, 0, 0], [230, 159, 0], [86, 180, 233], [0, 158, 115], [240, 228, 66], [0, 114, 178]]
+    )
+    colours = palette[np.minimum(classes, len(palette) - 1)] / 255.0
+    colours[classes == 0] = gray[classes == 0, None]
+    left = np.repeat(gray[..., None], 3, axis=-1)
+    picture = (np.concatenate([left, colours], axis=1) * 255).astype(np.uint8)
+    scale = max(1, 256 // picture.shape[0])
+    picture = picture.repeat(scale, 0).repeat(scale, 1)
+    buffer = io.BytesIO()
+    Image.fromarray(picture).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def _readme(segmenter: Segmenter, name: str | None) -> str:
+    c, names, rounds = segmenter.config, segmenter.class_names, segmenter.history
+    lines = [
+        f"# {name or 'napari-unet model'}",
+        "",
+        f"A 2D U-Net (depth {c.depth}, base width {c.width}, {c.in_channels} input channel(s)) "
+        f"trained with napari-unet {__version__} from sparse annotations in napari.",
+        "",
+        "## Classes",
+        "",
+        *[f"- channel {i} (annotation id {i + 1}): {n}" for i, n in enumerate(names)],
+        "",
+        "## Input",
+        "",
+        "Each 2D image is normalised per channel between its "
+        f"{segmenter.normalization.low_percentile}th and "
+        f"{segmenter.normalization.high_percentile}th percentiles (the preprocessing step); "
+        f"height and width must be multiples of {c.multiple}. Stacks are predicted slice by "
+        "slice.",
+        "",
+        "## Training",
+        "",
+    ]
+    for i, entry in enumerate(rounds, start=1):
+        lines.append(
+            f"- round {i}: {entry.get('steps', '?')} steps in {entry.get('seconds', '?')} s on "
+            f"{entry.get('device', '?')}"
+        )
+    if not rounds:
+        lines.append("- not trained")
+    lines += [
+        "",
+        "## Validation",
+        "",
+        "Validated only on the annotations it was trained from (a held-back part of them). "
+        "Check its predictions on your own images before relying on them.",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def _identifiers(names: list[str]) -> list[str]:
+    """Channel names as bioimage.io accepts them, distinct."""
+    result = []
+    for i, name in enumerate(names):
+        cleaned = "".join(ch if ch.isalnum() else "_" for ch in name).strip("_") or f"class{i}"
+        if cleaned in result:
+            cleaned = f"{cleaned}_{i}"
+        result.append(cleaned)
+    return result
+
+
+def _zip(files: dict[str, bytes]) -> bytes:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", compression=zipfile.ZIP_DEFLATED) as package:
+        for name, data in files.items():
+            package.writestr(name, data)
+    return buffer.getvalue()

@@ -1,0 +1,97 @@
+"""bioimage.io packages: exported, validated by bioimageio.spec and run by bioimageio.core,
+imported."""
+
+import zipfile
+
+import numpy as np
+import pytest
+import yaml
+
+from napari_unet.bioimageio import export_model, import_model
+from napari_unet.errors import UNetError
+from napari_unet.images import Normalization
+from napari_unet.predict import predict
+
+
+@pytest.fixture(scope="module")
+def package(trained, image, tmp_path_factory):
+    path = tmp_path_factory.mktemp("zoo") / "nuclei.zip"
+    return export_model(trained, path, test_image=image[100:164, 200:264], authors=["A. Tester"])
+
+
+def test_package_holds_the_model_and_its_test_data(package, trained):
+    with zipfile.ZipFile(package) as zip_file:
+        names = set(zip_file.namelist())
+        rdf = yaml.safe_load(zip_file.read("rdf.yaml"))
+    assert {"rdf.yaml", "weights.pt", "unet.py", "test_input.npy", "test_output.npy"} <= names
+    assert {"cover.png", "README.md"} <= names
+    assert rdf["config"]["napari_unet"]["class_names"] == trained.class_names
+    assert rdf["outputs"][0]["axes"][1]["channel_names"] == ["background", "class_2"]
+    assert rdf["inputs"][0]["preprocessing"][1]["id"] == "scale_range"
+    assert rdf["authors"] == [{"name": "A. Tester"}]
+
+
+def test_package_is_valid_for_bioimageio_spec(package):
+    spec = pytest.importorskip("bioimageio.spec")
+    description = spec.load_description(package, perform_io_checks=True)
+    assert description.validation_summary.status in ("valid-format", "passed"), (
+        description.validation_summary.format()
+    )
+
+
+def test_bioimageio_core_reproduces_the_test_output(package):
+    core = pytest.importorskip("bioimageio.core")
+    summary = core.test_model(package)
+    assert summary.status == "passed", summary.format()
+
+
+def test_imported_model_predicts_the_packaged_test_output(package, trained):
+    with zipfile.ZipFile(package) as zip_file:
+        test_input = np.load(zip_file.open("test_input.npy"))
+        expected = np.load(zip_file.open("test_output.npy"))
+    imported = import_model(package)
+    assert imported.class_names == trained.class_names
+    result = predict(imported, test_input[0, 0], probabilities=True)
+    # predict() may run in bf16 (CPUs with AVX512-BF16, GPUs); the package holds float32
+    np.testing.assert_allclose(result.probabilities, expected[0], atol=0.02)
+    agree = (result.probabilities.argmax(0) == expected[0].argmax(0)).mean()
+    assert agree > 0.98
+
+
+def test_fixed_normalisation_exports_as_a_linear_scale(trained, tmp_path):
+    fixed = import_model(export_model(trained, tmp_path / "a.zip"))
+    fixed.normalization = Normalization(mode="fixed", low=[10.0], high=[200.0])
+    path = export_model(fixed, tmp_path / "fixed.zip")
+    with zipfile.ZipFile(path) as zip_file:
+        step = yaml.safe_load(zip_file.read("rdf.yaml"))["inputs"][0]["preprocessing"][1]
+    assert step["id"] == "scale_linear"
+    assert step["kwargs"]["gain"] == pytest.approx([1 / 190])
+    assert import_model(path).normalization.low == [10.0]
+
+
+def test_export_never_replaces_a_file(trained, tmp_path):
+    target = tmp_path / "mine.zip"
+    target.write_bytes(b"a colleague's package")
+    with pytest.raises(UNetError, match="exists"):
+        export_model(trained, target)
+    assert target.read_bytes() == b"a colleague's package"
+    with pytest.raises(UNetError, match=".zip"):
+        export_model(trained, tmp_path / "model.safetensors")
+
+
+def test_foreign_or_damaged_packages_are_refused(tmp_path, package):
+    foreign = tmp_path / "foreign.zip"
+    with zipfile.ZipFile(package) as source, zipfile.ZipFile(foreign, "w") as target:
+        for name in source.namelist():
+            data = source.read(name)
+            if name == "rdf.yaml":
+                rdf = yaml.safe_load(data)
+                del rdf["config"]["napari_unet"]
+                data = yaml.safe_dump(rdf).encode()
+            target.writestr(name, data)
+    with pytest.raises(UNetError, match="not exported by napari-unet"):
+        import_model(foreign)
+    broken = tmp_path / "broken.zip"
+    broken.write_bytes(b"PK not really")
+    with pytest.raises(UNetError, match="not a readable"):
+        import_model(broken)
