@@ -35,7 +35,7 @@ from napari_unet.device import autocast, prepare
 from napari_unet.losses import IGNORE, weighted_cross_entropy
 from napari_unet.model import UNet, UNetConfig
 from napari_unet.samples import nuclei, nuclei_annotations
-from napari_unet.train import CPU_ARCHITECTURE, Trainer, TrainSettings
+from napari_unet.train import CPU_ARCHITECTURE, CPU_SIZE, Trainer, TrainSettings
 
 CPU = torch.device("cpu")
 DEFAULTS = TrainSettings()
@@ -124,10 +124,11 @@ def reference_step(width: int, depth: int, batch: int, patch: int, bf16: bool = 
     return step
 
 
-def trainer_step():
+def trainer_step(batch: int, patch: int):
     """One step of the engine's Trainer as the plugin runs it: crops, augmentation,
-    validation every ``eval_every`` steps, on the shipped nuclei image (rows 0-127)."""
-    settings = TrainSettings(steps=10**9, device="cpu")
+    the weight average, validation every ``eval_every`` steps, on the shipped nuclei image
+    (rows 0-127)."""
+    settings = TrainSettings(steps=10**9, device="cpu", batch_size=batch, patch_size=patch)
     run = Trainer(nuclei(), nuclei_annotations(128), settings=settings).run()
     return lambda: next(run)
 
@@ -144,7 +145,7 @@ def training_flops(width: int, depth: int, batch: int, patch: int) -> float:
 
 def variants() -> list[Variant]:
     depth, width = CPU_ARCHITECTURE["depth"], CPU_ARCHITECTURE["width"]
-    batch, patch = DEFAULTS.batch_size, DEFAULTS.patch_size
+    batch, patch = CPU_SIZE["batch_size"], CPU_SIZE["patch_size"]
     out = []
 
     def add(section, name, step, w, d, b, p, bf16, threads=THREADS):
@@ -159,8 +160,8 @@ def variants() -> list[Variant]:
     add(default, "**ours (engine step)**", engine_step(*args), *args, True)
     add(
         default,
-        "ours, whole Trainer step (+crops, augment, validation)",
-        trainer_step(),
+        "ours, whole Trainer step (+patches, augment, average, validation)",
+        trainer_step(batch, patch),
         *args,
         True,
     )
@@ -170,19 +171,21 @@ def variants() -> list[Variant]:
     one = {"threads": PLUGIN_THREADS}
     add(single, "naive reference (fp32, NCHW)", reference_step(*args), *args, False, **one)
     add(single, "**ours (engine step)**", engine_step(*args), *args, True, **one)
+    add(single, "ours, whole Trainer step", trainer_step(batch, patch), *args, True, **one)
+
+    before = f"the previous default (depth {depth}, width {width}, batch 4, 128²)"
+    small = (width, depth, 4, 128)
+    add(before, "naive reference (fp32, NCHW)", reference_step(*small), *small, False)
+    add(before, "**ours (engine step)**", engine_step(*small), *small, True)
+    add(before, "ours, whole Trainer step", trainer_step(4, 128), *small, True)
 
     paper = f"paper's width 64 (depth {depth}, batch {batch}, {patch}²)"
     wide = (64, depth, batch, patch)
     add(paper, "naive reference (fp32, NCHW)", reference_step(*wide), *wide, False)
     add(paper, "**ours (engine step)**", engine_step(*wide), *wide, True)
 
-    big = f"more work per step (depth {depth}, width {width}, batch {batch}, 256²)"
-    large = (width, depth, batch, 256)
-    add(big, "naive reference (fp32, NCHW)", reference_step(*large), *large, False)
-    add(big, "**ours (engine step)**", engine_step(*large), *large, True)
-
     shapes = "ours: other batch, patch, width, depth"
-    for b, p in ((1, 128), (8, 128), (1, 256)):
+    for b, p in ((2, 256), (4, 256), (8, 128)):
         add(shapes, f"batch {b}, {p}²", engine_step(width, depth, b, p), width, depth, b, p, True)
     add(shapes, "width 32", engine_step(32, depth, batch, patch), 32, depth, batch, patch, True)
     add(shapes, "depth 4", engine_step(width, 4, batch, patch), width, 4, batch, patch, True)
@@ -261,9 +264,9 @@ def report(variants: list[Variant], peaks: dict[bool, float]) -> str:
 def under_load(blocks: int, budget: float, peaks: dict[bool, float]) -> str:
     """Ours with torch's threads vs. the plugin's while a busy-looping process holds a core."""
     depth, width = CPU_ARCHITECTURE["depth"], CPU_ARCHITECTURE["width"]
-    args = (width, depth, DEFAULTS.batch_size, DEFAULTS.patch_size)
+    args = (width, depth, CPU_SIZE["batch_size"], CPU_SIZE["patch_size"])
     flops = training_flops(*args)
-    pixels = DEFAULTS.batch_size * DEFAULTS.patch_size**2
+    pixels = CPU_SIZE["batch_size"] * CPU_SIZE["patch_size"] ** 2
     section = "ours while another process keeps one core busy (a `while True: pass` child)"
     pair = [
         Variant(

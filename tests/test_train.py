@@ -190,3 +190,35 @@ def test_training_on_the_gpu_picks_sizes_and_reports_without_waiting(image, anno
     assert gaps.max() < 0.5
     assert segmenter.history[-1]["validation_dice"] > 0.5
     assert next(segmenter.net.parameters()).device.type == "cpu"
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_sampling_augmenting_and_stepping_never_wait_for_the_gpu(image, annotations):
+    from napari_unet.augment import crop_size, vary_gray_values
+    from napari_unet.data import TrainingSet
+    from napari_unet.images import Normalization, as_stack
+    from napari_unet.model import UNet, UNetConfig
+
+    settings = TrainSettings(steps=10, device="cuda", batch_size=4, patch_size=128)
+    trainer = Trainer(image, annotations, settings=settings)
+    stack = as_stack(image)
+    data = TrainingSet.build(
+        stack, annotations[None], Normalization().for_image(stack), crop_size(128)
+    )
+    generator = torch.Generator(device="cuda").manual_seed(0)
+    sampler = data.sampler(torch.device("cuda"), generator)
+    net = UNet(UNetConfig(depth=2, width=8)).cuda().to(memory_format=torch.channels_last)
+    optimizer = torch.optim.AdamW(net.parameters())
+    scaler = torch.amp.GradScaler(enabled=False)
+    total = torch.zeros((), device="cuda")
+    for sync_mode in ("default", "error"):  # warm up, then fail on any synchronisation
+        torch.cuda.set_sync_debug_mode(sync_mode)
+        try:
+            for _ in range(3):
+                images, targets, weights = sampler.sample(4, 128, crop_size(128) // 2)
+                images = vary_gray_values(images, generator)
+                total += trainer._step(net, optimizer, scaler, images, targets, weights)
+        finally:
+            torch.cuda.set_sync_debug_mode("default")
+    assert torch.isfinite(total).item()

@@ -130,6 +130,7 @@ class PatchSampler:
         self.counts = torch.tensor([len(w) for w in by_class], device=device)
         self.starts = torch.cumsum(self.counts, 0) - self.counts
         self.where = torch.cat(by_class).to(device)
+        self.extent = torch.tensor([count * self.height, self.width], device=device).float()
 
     def sample(
         self, batch: int, size: int, reach: int
@@ -139,10 +140,7 @@ class PatchSampler:
         centres = self._centres(batch, reach)
         offsets = patch_offsets(batch, size, self.generator, self.transform)
         points = offsets + centres[:, None, None, :]
-        scale = torch.tensor(
-            [self.sources.shape[2], self.width], device=points.device, dtype=points.dtype
-        )
-        grid = ((2 * points + 1) / scale - 1).flip(-1).reshape(1, batch * size, size, 2)
+        grid = ((2 * points + 1) / self.extent - 1).flip(-1).reshape(1, batch * size, size, 2)
         sampled = F.grid_sample(
             self.sources, grid, mode="bilinear", padding_mode="border", align_corners=False
         )

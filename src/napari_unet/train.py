@@ -226,7 +226,7 @@ class Trainer:
             )
         average = WeightAverage(net) if s.keep == "average" else None
         scored = average.net if average else net
-        batch = s.batch_size or self._batch_size(net, segmenter.n_classes)
+        batch = s.batch_size or self._batch_size(net)
         report_every = s.report_every
         if report_every is None:
             report_every = 0.0 if device.type == "cpu" else GPU_REPORT_EVERY
@@ -342,7 +342,7 @@ class Trainer:
             )
         return patch
 
-    def _batch_size(self, net: torch.nn.Module, n_classes: int) -> int:
+    def _batch_size(self, net: torch.nn.Module) -> int:
         """The CPU's batch; on a GPU, as many patches as fit in half its free memory, up to
         GPU_MAX_BATCH, from the memory one probe step on a copy of the net takes."""
         if self.device.type == "cpu":
