@@ -321,6 +321,7 @@ def test_demo_without_a_qt_binding_says_what_to_install(monkeypatch, capsys):
             raise qtpy.QtBindingsNotFoundError()
         return real_import(name, *args, **kwargs)
 
+    monkeypatch.setenv("QT_QPA_PLATFORM", "offscreen")
     monkeypatch.setattr(builtins, "__import__", no_qt)
     assert main(["demo"]) == 2
     one_error_line(capsys, 'pip install "napari[all]"')

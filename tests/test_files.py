@@ -50,7 +50,7 @@ def test_disk_full_is_one_clear_line(tmp_path):
     def full(file):
         raise OSError(errno.ENOSPC, "No space left on device")
 
-    message = "nothing was written: the disk is full"
+    message = "the disk is full; nothing was written"
     with pytest.raises(UNetError, match=message), reserve([tmp_path / "a.bin"]) as outputs:
         outputs.commit([full])
     assert names(tmp_path) == []

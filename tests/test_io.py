@@ -48,7 +48,7 @@ def test_a_failed_write_leaves_the_previous_model_intact(trained, tmp_path, monk
         raise OSError(errno.ENOSPC, "No space left on device")
 
     monkeypatch.setattr("napari_unet.files.os.fsync", full)
-    with pytest.raises(UNetError, match="nothing was written: the disk is full"):
+    with pytest.raises(UNetError, match="the disk is full; nothing was written"):
         save_model(trained, path, overwrite=True)
     assert path.read_bytes() == before
     assert [p.name for p in tmp_path.iterdir()] == ["m.safetensors"]
@@ -142,6 +142,9 @@ def test_missing_paths_and_folders_are_refused(tmp_path):
         load_model(tmp_path / "nothing.safetensors")
     with pytest.raises(ModelFileError, match="folder"):
         load_model(tmp_path)
+    os.mkfifo(tmp_path / "pipe")
+    with pytest.raises(ModelFileError, match="not a regular file"):
+        load_model(tmp_path / "pipe")
 
 
 def _rewrite(tmp_path, trained, name="edited.safetensors", state=None, **changes):

@@ -2,7 +2,9 @@
 
 import argparse
 import contextlib
+import logging
 import math
+import os
 import signal
 import sys
 import threading
@@ -70,7 +72,8 @@ class _Parser(argparse.ArgumentParser):
     """Argument errors in one line, like every other error."""
 
     def error(self, message: str):
-        self.exit(2, f"napari-unet: error: {self.prog.removeprefix('napari-unet ')}: {message}\n")
+        command = self.prog.partition(" ")[2]
+        self.exit(2, f"napari-unet: error: {command + ': ' if command else ''}{message}\n")
 
 
 def _integer(low: int, high: int, multiple: int = 1):
@@ -129,7 +132,7 @@ def _parser() -> argparse.ArgumentParser:
         help="training steps (default 1000, or none with --time-limit)",
     )
     train.add_argument(
-        "--time-limit", type=_number(0, above=True), help="stop after this many seconds"
+        "--time-limit", type=_number(0, 10**7, above=True), help="stop after this many seconds"
     )
     train.add_argument(
         "--batch-size", type=_integer(1, 1024), help="patches per step (default: for the device)"
@@ -197,7 +200,7 @@ def _common(parser: argparse.ArgumentParser, overwrite: str) -> None:
 
 
 def _train(args) -> int:
-    from .annotations import MAX_CLASSES
+    from .annotations import MAX_CLASSES, check_annotations
     from .device import describe
     from .files import reserve
     from .io import load_model, model_bytes, not_a_model, weights_bytes
@@ -227,6 +230,7 @@ def _train(args) -> int:
     trainer = Trainer(
         image, annotations, channel_axis=channel_axis, settings=settings, segmenter=start
     )
+    check_annotations(annotations, start.n_classes if start else None)
     if start is not None:
         config = start.config
     else:
@@ -339,6 +343,10 @@ def _info(args) -> int:
 
 
 def _demo(args) -> int:
+    if sys.platform.startswith("linux") and not any(
+        os.environ.get(v) for v in ("DISPLAY", "WAYLAND_DISPLAY", "QT_QPA_PLATFORM")
+    ):
+        raise UNetError("no display to open napari on (DISPLAY is not set)")
     try:
         import napari
         import qtpy  # noqa: F401 (raises when no Qt binding is installed)
@@ -357,12 +365,19 @@ def _read_tiff(path: Path) -> np.ndarray:
 
     if not path.is_file():
         raise UNetError(f"{path} does not exist or is not a file")
+    log = logging.getLogger("tifffile")
+    disabled, log.disabled = log.disabled, True
     try:
-        return tifffile.imread(path)
+        data = tifffile.imread(path)
     except OSError:
         raise
     except Exception as error:
         raise UNetError(f"cannot read {path} as a TIFF image: {error}") from None
+    finally:
+        log.disabled = disabled
+    if data.size == 0:
+        raise UNetError(f"cannot read {path} as a TIFF image: it holds no image data")
+    return data
 
 
 def _read_image(path: Path, channel_axis: int | None) -> tuple[np.ndarray, int | None]:

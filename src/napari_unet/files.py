@@ -41,6 +41,7 @@ class Reservation:
         writers = list(writers)
         if len(writers) != len(self.paths):
             raise ValueError("one writer per reserved path is needed")
+        path = self.paths[0]
         try:
             for path, temporary, write in zip(self.paths, self.temporaries, writers, strict=True):
                 with open(temporary, "wb") as file:
@@ -53,7 +54,9 @@ class Reservation:
                     os.replace(temporary, path)
                 self.temporaries = []
         except OSError as error:
-            raise UNetError(f"nothing was written: {os_error_message(error)}") from None
+            raise UNetError(
+                f"cannot write {path}: {_reason(error)}; nothing was written"
+            ) from None
         finally:
             self.release()
         return self.paths
@@ -163,8 +166,13 @@ def _create_temporary(path: Path) -> Path:
         if error.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
             reason = "read-only" if error.errno == errno.EROFS else "not writable"
             raise UNetError(f"cannot write {path}: the folder {path.parent} is {reason}") from None
-        raise UNetError(f"cannot write {path}: {os_error_message(error)}") from None
+        raise UNetError(f"cannot write {path}: {_reason(error)}") from None
     return temporary
+
+
+def _reason(error: OSError) -> str:
+    """What went wrong, without the name of the temporary file."""
+    return os_error_message(OSError(error.errno, error.strerror or str(error)))
 
 
 def _check_free_space(folder: Path, needed: int) -> None:

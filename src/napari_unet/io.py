@@ -142,6 +142,8 @@ def _existing_file(path) -> Path:
         raise ModelFileError(f"{path} does not exist")
     if path.is_dir():
         raise ModelFileError(f"{path} is a folder, not a napari-unet model file")
+    if not path.is_file():
+        raise ModelFileError(f"{path} is not a regular file, not a napari-unet model file")
     return path
 
 
