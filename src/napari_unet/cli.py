@@ -205,7 +205,7 @@ def _train(args) -> int:
     from .files import reserve
     from .io import load_model, model_bytes, not_a_model, weights_bytes
     from .model import UNetConfig
-    from .train import CPU_ARCHITECTURE, GPU_ARCHITECTURE, Trainer, TrainSettings
+    from .train import Trainer, TrainSettings
 
     image, channel_axis = _read_image(args.image, args.channel_axis)
     annotations = _read_tiff(args.annotations)
@@ -231,16 +231,9 @@ def _train(args) -> int:
         image, annotations, channel_axis=channel_axis, settings=settings, segmenter=start
     )
     check_annotations(annotations, start.n_classes if start else None)
-    if start is not None:
-        config = start.config
-    else:
-        defaults = CPU_ARCHITECTURE if trainer.device.type == "cpu" else GPU_ARCHITECTURE
-        config = UNetConfig(
-            in_channels=trainer.stack.shape[-1],
-            n_classes=MAX_CLASSES,
-            depth=args.depth or defaults["depth"],
-            width=args.width or defaults["width"],
-        )
+    config = UNetConfig(
+        in_channels=trainer.stack.shape[-1], n_classes=MAX_CLASSES, **trainer.architecture
+    )
     inputs = {args.image: "the image", args.annotations: "the annotations"}
     if args.start:
         inputs[args.start] = "the model fine-tuned"
