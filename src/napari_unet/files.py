@@ -89,7 +89,8 @@ def reserve(
     ``inputs`` maps the files read by the same run to what they are ("the image"): they are
     never replaced. An existing output is refused unless ``overwrite`` (``hint`` tells how to
     give it), and even then when ``replaceable(path)`` returns a reason not to replace it.
-    ``needed_bytes`` is a rough size of all outputs, checked against the free space.
+    ``needed_bytes`` is a rough size of all outputs, checked against the free space of each
+    output folder.
     """
     reservation = Reservation([_checked(Path(p)) for p in paths])
     _refuse_duplicates(reservation.paths)
@@ -107,7 +108,8 @@ def reserve(
         for path in reservation.paths:
             sweep_stale(path.parent)
             reservation.temporaries.append(_create_temporary(path))
-        _check_free_space(reservation.paths[0].parent, needed_bytes)
+        for folder in {path.parent for path in reservation.paths}:
+            _check_free_space(folder, needed_bytes)
     except BaseException:
         reservation.release()
         raise
