@@ -1,0 +1,293 @@
+"""Big volumes predicted chunk by chunk: zarr or OME-Zarr in, OME-Zarr labels out, in this
+process or on a dask.distributed cluster.
+
+The output's level 0 is cut along its own zarr chunks (one slice by a square of pixels). Each
+task reads its chunk of the input plus a margin, predicts it with the :class:`Predictor` and
+writes the centre into exactly its own chunk, so tasks never write the same bytes and a task
+retried after a worker died writes the same chunk again. The normalisation is measured once on
+the whole input and fixed, so every chunk is normalised as the whole volume would be. Results go
+to a hidden folder beside the output, renamed into place when every chunk is done.
+"""
+
+import hashlib
+import json
+import os
+import secrets
+import shutil
+import tempfile
+from collections.abc import Generator
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import numpy as np
+
+from .errors import UNetError
+from .images import Normalization, as_stack
+from .io import load_model
+from .predict import Predictor
+from .segmenter import Segmenter
+
+DEFAULT_CHUNK = 1024
+SMALLEST_LEVEL = 256
+_MODELS: dict[str, Segmenter] = {}
+
+
+@dataclass(frozen=True)
+class Chunk:
+    """One task: slice ``z``, output rows ``y0:y1`` and columns ``x0:x1``."""
+
+    z: int
+    y0: int
+    y1: int
+    x0: int
+    x1: int
+
+
+@dataclass(frozen=True)
+class Job:
+    """What every task needs: where to read and write, and the model (bytes, fingerprint)."""
+
+    source: str
+    array_path: str
+    channel_axis: int | None
+    target: str
+    model: bytes
+    fingerprint: str
+    normalization: dict
+    margin: int
+    device: str
+
+
+def open_volume(path: str | Path) -> tuple[object, str, int | None]:
+    """A zarr array (plain, or level 0 of an OME-Zarr image), its path in the store, and its
+    channel axis (from the OME-Zarr axes; None for a plain array)."""
+    import zarr
+
+    path = Path(path)
+    if not path.exists():
+        raise UNetError(f"{path} does not exist")
+    try:
+        node = zarr.open(str(path), mode="r")
+    except Exception as error:
+        raise UNetError(f"{path} is not a zarr array or OME-Zarr image: {error}") from None
+    if isinstance(node, zarr.Array):
+        return node, "", None
+    attributes = dict(node.attrs)
+    multiscales = attributes.get("ome", attributes).get("multiscales")
+    if not multiscales:
+        raise UNetError(f"{path} is a zarr group but not an OME-Zarr image (no multiscales)")
+    first = multiscales[0]
+    array_path = first["datasets"][0]["path"]
+    axes = [a["name"] if isinstance(a, dict) else a for a in first.get("axes", [])]
+    array = node[array_path]
+    channel_axis = axes.index("c") if "c" in axes else None
+    extra = [i for i, a in enumerate(axes) if a not in ("c", "y", "x") and array.shape[i] > 1]
+    if len(extra) > 1:
+        raise UNetError(
+            f"{path} has axes {''.join(axes)} with more than one of them longer than 1 besides "
+            "channels, y and x; napari-unet predicts 2D images and stacks (ZYX or TYX)"
+        )
+    if len(axes) == array.ndim and array.ndim > 3 + (channel_axis is not None):
+        raise UNetError(f"{path}: squeeze the length-1 axes of {''.join(axes)} first")
+    return array, array_path, channel_axis
+
+
+def plan(shape: tuple[int, ...], chunk: int) -> list[Chunk]:
+    """The output chunks of a (Z, Y, X) volume."""
+    z, height, width = shape
+    return [
+        Chunk(k, y, min(y + chunk, height), x, min(x + chunk, width))
+        for k in range(z)
+        for y in range(0, height, chunk)
+        for x in range(0, width, chunk)
+    ]
+
+
+class VolumePredictor:
+    """Predicts ``source`` into OME-Zarr labels at ``target``; ``run()`` yields chunks done."""
+
+    def __init__(
+        self,
+        model_path: str | Path,
+        source: str | Path,
+        target: str | Path,
+        *,
+        chunk: int = DEFAULT_CHUNK,
+        device: str = "auto",
+        overwrite: bool = False,
+    ):
+        target = Path(target)
+        if target.exists() and not overwrite:
+            raise UNetError(f"{target} exists; choose another output or allow replacing it")
+        if target.exists() and not (target / ".zattrs").exists():
+            raise UNetError(f"{target} exists and is not an OME-Zarr; not replacing it")
+        if not os.access(target.parent if target.parent.exists() else ".", os.W_OK):
+            raise UNetError(f"cannot write into {target.parent}")
+        model_bytes = Path(model_path).read_bytes()
+        segmenter = load_model(model_path)
+        array, array_path, channel_axis = open_volume(source)
+        stack = as_stack(array, channel_axis)
+        if stack.shape[-1] != segmenter.in_channels:
+            raise UNetError(
+                f"the model expects {segmenter.in_channels} channel(s) but the volume has "
+                f"{stack.shape[-1]}"
+            )
+        multiple = segmenter.config.multiple
+        if isinstance(chunk, bool) or not isinstance(chunk, int) or chunk < 2 * multiple:
+            raise UNetError(f"the chunk size must be a whole number of at least {2 * multiple}")
+        self.chunk = chunk // multiple * multiple
+        measured = segmenter.normalization.for_image(stack)
+        normalization = replace(measured, mode="fixed")
+        self.shape = tuple(stack.shape[:3])
+        self.flat = len(array.shape) - (channel_axis is not None) == 2
+        self.target = target
+        self.class_names = segmenter.class_names
+        self.folder = target.parent / f".{target.name}.{os.getpid()}-{secrets.token_hex(4)}"
+        self.job = Job(
+            str(Path(source).resolve()),
+            array_path,
+            channel_axis,
+            str(self.folder.resolve()),
+            model_bytes,
+            hashlib.sha256(model_bytes).hexdigest(),
+            normalization.to_dict(),
+            4 * multiple,
+            device,
+        )
+
+    def run(self, client=None) -> Generator[tuple[int, int], None, Path]:
+        """Predict every chunk (on ``client``'s cluster when given); yield (done, total)."""
+        chunks = plan(self.shape, self.chunk)
+        self._create_output()
+        try:
+            if client is None:
+                for done, chunk in enumerate(chunks, start=1):
+                    predict_chunk(self.job, chunk)
+                    yield done, len(chunks)
+            else:
+                from distributed import as_completed
+
+                job = client.scatter(self.job, broadcast=True)
+                futures = client.map(predict_chunk, [job] * len(chunks), chunks, pure=False)
+                for done, future in enumerate(as_completed(futures), start=1):
+                    future.result()
+                    yield done, len(chunks)
+            self._write_levels()
+            if self.target.exists():
+                shutil.rmtree(self.target)
+            os.replace(self.folder, self.target)
+        finally:
+            shutil.rmtree(self.folder, ignore_errors=True)
+        return self.target
+
+    def _create_output(self) -> None:
+        import zarr
+
+        root = zarr.open_group(str(self.folder), mode="w", zarr_format=2)
+        shape = self.shape[1:] if self.flat else self.shape
+        chunks = (self.chunk, self.chunk) if self.flat else (1, self.chunk, self.chunk)
+        root.create_array("0", shape=shape, chunks=chunks, dtype=np.uint8, fill_value=0)
+        root.attrs.update(self._metadata(levels=1))
+
+    def _write_levels(self) -> None:
+        """Levels 1, 2, ...: every other pixel of the level above, down to 256 pixels."""
+        import zarr
+
+        root = zarr.open_group(str(self.folder), mode="r+", zarr_format=2)
+        level, previous = 1, root["0"]
+        while min(previous.shape[-2:]) > SMALLEST_LEVEL:
+            data = previous[...][..., ::2, ::2]
+            chunks = previous.chunks
+            root.create_array(str(level), data=data, chunks=chunks)
+            previous, level = root[str(level)], level + 1
+        root.attrs.update(self._metadata(levels=level))
+
+    def _metadata(self, levels: int) -> dict:
+        axes = [{"name": n, "type": "space"} for n in ("yx" if self.flat else "zyx")]
+        datasets = [
+            {
+                "path": str(k),
+                "coordinateTransformations": [
+                    {"type": "scale", "scale": [*([] if self.flat else [1.0]), 2.0**k, 2.0**k]}
+                ],
+            }
+            for k in range(levels)
+        ]
+        return {
+            "multiscales": [
+                {"version": "0.4", "name": "U-Net classes", "axes": axes, "datasets": datasets}
+            ],
+            "napari_unet": {"class_names": self.class_names, "ids": "1 = background, 2.. classes"},
+        }
+
+
+def predict_chunk(job: Job, chunk: Chunk) -> None:
+    """Predict one output chunk (with its margin of context) and write it."""
+    import zarr
+
+    segmenter = _model(job)
+    source = zarr.open(job.source, mode="r")
+    array = source[job.array_path] if job.array_path else source
+    spatial = [i for i in range(array.ndim) if i != job.channel_axis]
+    height, width = (array.shape[i] for i in spatial[-2:])
+    multiple = segmenter.config.multiple
+    y0 = max(chunk.y0 - job.margin, 0) // multiple * multiple
+    x0 = max(chunk.x0 - job.margin, 0) // multiple * multiple
+    y1, x1 = min(chunk.y1 + job.margin, height), min(chunk.x1 + job.margin, width)
+    index: list = [slice(None)] * array.ndim
+    if len(spatial) == 3:
+        index[spatial[0]] = chunk.z
+    index[spatial[-2]], index[spatial[-1]] = slice(y0, y1), slice(x0, x1)
+    region = np.asarray(array[tuple(index)])
+    channel_axis = job.channel_axis
+    if channel_axis is not None and len(spatial) == 3 and spatial[0] < channel_axis:
+        channel_axis -= 1
+    result = Predictor(segmenter, region, channel_axis=channel_axis, device=job.device)
+    for _ in result.run():
+        pass
+    labels = result.outputs().labels[chunk.y0 - y0 : chunk.y1 - y0, chunk.x0 - x0 : chunk.x1 - x0]
+    output = zarr.open_group(job.target, mode="r+")["0"]
+    if output.ndim == 2:
+        output[chunk.y0 : chunk.y1, chunk.x0 : chunk.x1] = labels
+    else:
+        output[chunk.z, chunk.y0 : chunk.y1, chunk.x0 : chunk.x1] = labels
+
+
+def _model(job: Job) -> Segmenter:
+    """The job's model, loaded once per process (by the fingerprint of its bytes)."""
+    if job.fingerprint not in _MODELS:
+        with tempfile.TemporaryDirectory() as folder:
+            path = Path(folder) / "model.safetensors"
+            path.write_bytes(job.model)
+            segmenter = load_model(path)
+        segmenter.normalization = Normalization(**job.normalization)
+        _MODELS.clear()
+        _MODELS[job.fingerprint] = segmenter
+    return _MODELS[job.fingerprint]
+
+
+def cluster_client(workers: int | None = None, scheduler: str | None = None):
+    """A dask.distributed client: of the scheduler at ``scheduler``, or of a local cluster of
+    ``workers`` single-threaded processes."""
+    try:
+        from distributed import Client, LocalCluster
+    except ImportError:
+        raise UNetError(
+            "running on a cluster needs dask.distributed: pip install distributed"
+        ) from None
+    if scheduler:
+        try:
+            return Client(scheduler, timeout="20s")
+        except OSError as error:
+            raise UNetError(f"cannot reach the dask scheduler at {scheduler}: {error}") from None
+    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
+        raise UNetError(f"the number of workers must be a whole number >= 1, not {workers!r}")
+    cluster = LocalCluster(
+        n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None
+    )
+    return Client(cluster)
+
+
+def metadata(path: str | Path) -> dict:
+    """The OME-Zarr attributes of a written output."""
+    return json.loads((Path(path) / ".zattrs").read_text())

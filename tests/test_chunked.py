@@ -1,0 +1,128 @@
+"""Chunk-by-chunk prediction of zarr / OME-Zarr volumes, in one process and on a local cluster."""
+
+import os
+import signal
+
+import numpy as np
+import pytest
+
+from napari_unet.errors import UNetError
+from napari_unet.io import save_model
+from napari_unet.predict import predict
+
+zarr = pytest.importorskip("zarr")
+from napari_unet.chunked import VolumePredictor, cluster_client, metadata  # noqa: E402
+
+CHUNK = 96
+
+
+def run(predictor, client=None, on_progress=None):
+    generator = predictor.run(client)
+    while True:
+        try:
+            done = next(generator)
+        except StopIteration as finished:
+            return finished.value
+        if on_progress:
+            on_progress(done)
+
+
+@pytest.fixture(scope="module")
+def volume(image, tmp_path_factory):
+    """A 2-slice OME-Zarr (axes zyx) of the nuclei image, 300x320 pixels per slice."""
+    folder = tmp_path_factory.mktemp("volume")
+    stack = np.stack([image[:300, :320], image[200:500, 150:470]])
+    root = zarr.open_group(str(folder / "in.ome.zarr"), mode="w", zarr_format=2)
+    root.create_array("0", data=stack, chunks=(1, 128, 128))
+    axes = [{"name": n, "type": "space"} for n in "zyx"]
+    root.attrs["multiscales"] = [{"version": "0.4", "axes": axes, "datasets": [{"path": "0"}]}]
+    return folder / "in.ome.zarr", stack
+
+
+@pytest.fixture(scope="module")
+def model_path(trained, tmp_path_factory):
+    return save_model(trained, tmp_path_factory.mktemp("model") / "m.safetensors")
+
+
+@pytest.fixture(scope="module")
+def single(volume, model_path, tmp_path_factory):
+    target = tmp_path_factory.mktemp("single") / "out.ome.zarr"
+    run(VolumePredictor(model_path, volume[0], target, chunk=CHUNK, device="cpu"))
+    return zarr.open_group(str(target), mode="r")["0"][...]
+
+
+def test_chunked_equals_whole_slice_prediction(single, volume, trained):
+    whole = predict(trained, volume[1], device="cpu").labels
+    assert single.shape == whole.shape
+    assert (single == whole).mean() > 0.999
+    assert set(np.unique(single)) == {1, 2}
+
+
+def test_output_is_an_ome_zarr_multiscale(volume, model_path, tmp_path):
+    target = tmp_path / "out.ome.zarr"
+    events = []
+    result = run(VolumePredictor(model_path, volume[0], target, chunk=CHUNK), None, events.append)
+    assert result == target
+    assert events[-1] == (len(events), len(events)) and len(events) == 2 * 4 * 4
+    multiscale = metadata(target)["multiscales"][0]
+    assert [a["name"] for a in multiscale["axes"]] == ["z", "y", "x"]
+    assert multiscale["datasets"][0]["path"] == "0"
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]
+
+
+def test_existing_output_is_not_replaced(volume, model_path, tmp_path):
+    target = tmp_path / "out.ome.zarr"
+    target.mkdir()
+    (target / "notes.txt").write_text("mine")
+    with pytest.raises(UNetError, match="exists"):
+        VolumePredictor(model_path, volume[0], target)
+    with pytest.raises(UNetError, match="not an OME-Zarr"):
+        VolumePredictor(model_path, volume[0], target, overwrite=True)
+    assert (target / "notes.txt").read_text() == "mine"
+
+
+def test_bad_volumes_and_chunks_are_refused(model_path, tmp_path, volume):
+    with pytest.raises(UNetError, match="does not exist"):
+        VolumePredictor(model_path, tmp_path / "missing.zarr", tmp_path / "o.zarr")
+    (tmp_path / "group.zarr").mkdir()
+    zarr.open_group(str(tmp_path / "group.zarr"), mode="w")
+    with pytest.raises(UNetError, match="not an OME-Zarr"):
+        VolumePredictor(model_path, tmp_path / "group.zarr", tmp_path / "o.zarr")
+    with pytest.raises(UNetError, match="chunk size"):
+        VolumePredictor(model_path, volume[0], tmp_path / "o.zarr", chunk=0)
+
+
+@pytest.fixture(scope="module")
+def client():
+    pytest.importorskip("distributed")
+    client = cluster_client(workers=2)
+    yield client
+    client.close()
+    client.cluster.close()
+
+
+def test_two_local_workers_give_the_single_process_labels(
+    client, volume, model_path, tmp_path, single
+):
+    target = tmp_path / "cluster.ome.zarr"
+    run(VolumePredictor(model_path, volume[0], target, chunk=CHUNK, device="cpu"), client)
+    np.testing.assert_array_equal(zarr.open_group(str(target), mode="r")["0"][...], single)
+
+
+def test_a_killed_worker_is_retried_without_corrupting_the_output(
+    client, volume, model_path, tmp_path, single
+):
+    target = tmp_path / "killed.ome.zarr"
+    killed = []
+
+    def kill_a_worker(done):
+        if not killed:
+            victim = sorted(client.scheduler_info()["workers"])[0]
+            pid = client.run(os.getpid, workers=[victim])[victim]
+            os.kill(pid, signal.SIGKILL)
+            killed.append(pid)
+
+    predictor = VolumePredictor(model_path, volume[0], target, chunk=CHUNK, device="cpu")
+    run(predictor, client, kill_a_worker)
+    assert killed
+    np.testing.assert_array_equal(zarr.open_group(str(target), mode="r")["0"][...], single)
