@@ -19,6 +19,7 @@ import napari
 import numpy as np
 import tifffile
 from qtpy.QtCore import QEventLoop, QTimer
+from qtpy.QtWidgets import QScrollArea
 from scipy import ndimage
 
 from napari_unet import autosave
@@ -146,6 +147,7 @@ def objects() -> None:
     viewer.layers.selection.active = annotations
     annotations.mode = "paint"
     widget.annotate.new_object()
+    widget.findChild(QScrollArea).ensureWidgetVisible(widget.predict.split)
     shot(viewer, "6-objects.png")
     viewer.close()
 

@@ -64,13 +64,13 @@ class PredictSection(QGroupBox):
         self.split.setValue(defaults.split)
         self.split.setToolTip(
             "How eagerly touching objects are split: 0 never (each connected blob is one "
-            "object), 0.5 where the neck between two objects is less than half as thick as "
-            "the smaller one, 1 at any dip"
+            "object), 0.9 where the pass between two objects is lower than 90% of the "
+            "smaller one's height, 1 at any dip"
         )
-        self.min_size = QSpinBox(minimum=0, maximum=10**7, suffix=" px")
+        self.min_size = QSpinBox(minimum=0, maximum=10**7)
         self.min_size.setValue(defaults.min_size)
         self.min_size.setToolTip(
-            "Smaller objects are merged into a touching object, or dropped when alone"
+            "Smaller objects join a touching object, or are dropped when alone"
         )
         self.predict_button = QPushButton("Predict")
         self.predict_button.setToolTip("Predict the whole image or stack")
@@ -100,7 +100,7 @@ class PredictSection(QGroupBox):
         form.addRow("Outputs", outputs)
         objects = QHBoxLayout()
         objects.addWidget(self.split, 1)
-        objects.addWidget(QLabel("min size"))
+        objects.addWidget(QLabel("min size (px)"))
         objects.addWidget(self.min_size, 1)
         form.addRow("Split objects", objects)
         buttons = QHBoxLayout()
@@ -399,3 +399,5 @@ class PredictSection(QGroupBox):
         for button in (self.predict_button, self.slice_button):
             button.setEnabled(model is not None and not running)
         self.cancel_button.setEnabled(running)
+        for control in (self.instance_class, self.split, self.min_size):
+            control.setEnabled(self.instances.isChecked())
