@@ -5,12 +5,16 @@ the same frames four times. Each variant runs in its own process (so none shares
 RSS), repeated and interleaved; runs during which other processes were busy are discarded when
 enough quiet runs exist. The model is trained briefly on the shipped DSB2018 nuclei image (or
 given with --model), so that the label agreement between ours and the reference means something.
+``--baseline-src`` adds the engine of another checkout (its ``src`` folder, e.g. from
+``git archive``) as "before" variants, run side by side with the others.
 
 Usage: .venv/bin/python benchmarks/predict_throughput.py [--data ../shared/data] [--repeats 3]
+       [--variants reference ours ...] [--baseline-src /tmp/old/src]
 """
 
 import argparse
 import json
+import os
 import subprocess
 import sys
 import tempfile
@@ -33,8 +37,6 @@ from _common import (
     median,
     table,
 )
-from torch import nn
-from torch.nn.utils.fusion import fuse_conv_bn_eval
 
 from napari_unet.io import load_model, save_model
 from napari_unet.predict import predict
@@ -43,19 +45,27 @@ from napari_unet.train import Trainer, TrainSettings
 
 VARIANTS = {
     "reference": ("naive reference (whole slices, fp32, NCHW, one at a time)", 30, {}),
-    "ours": ("**ours (defaults: 512² tiles, batch 2, bf16, channels-last)**", 30, {}),
-    "ours-batch1": ("ours, batch 1", 30, {"batch_size": 1}),
-    "ours-batch4": ("ours, batch 4", 30, {"batch_size": 4}),
-    "ours-tile256": ("ours, 256² tiles", 30, {"tile_size": 256}),
-    "ours-folded": ("ours + BN folded into convs (prototype)", 30, {"fold": True}),
-    "ours-folded-batch1": (
-        "ours + BN folded, batch 1 (prototype)",
+    "before": ("engine before (--baseline-src), defaults", 30, {}),
+    "ours": (
+        "**ours (defaults: 512² tiles, batch 1, bf16, channels-last, BN folded, reader thread)**",
         30,
-        {"fold": True, "batch_size": 1},
+        {},
+    ),
+    "ours-batch2": ("ours, batch 2", 30, {"batch_size": 2}),
+    "ours-tile256": ("ours, 256² tiles", 30, {"tile_size": 256}),
+    "ours-probabilities": (
+        "ours, labels + float16 probabilities",
+        30,
+        {"probabilities": True, "probability_dtype": "float16"},
     ),
     "ours-120": ("ours, 120 slices (numpy in, numpy out)", 120, {}),
     "ours-120-lazy": ("ours, 120 slices (dask in, zarr store out)", 120, {}),
     "reference-plugin": ("naive reference, the plugin's threads", 30, {"threads": PLUGIN_THREADS}),
+    "before-plugin": (
+        "engine before (--baseline-src), the plugin's threads",
+        30,
+        {"threads": PLUGIN_THREADS},
+    ),
     "ours-plugin": (
         "**ours, the plugin's threads** (one fewer than the cores)",
         30,
@@ -91,19 +101,20 @@ def child(args) -> None:
     options = dict(options)
     torch.set_num_threads(options.pop("threads", THREADS))
     segmenter = load_model(args.model)
-    if options.pop("fold", False):
-        fold_batch_norm(segmenter.net)
     baseline = rss_mib("VmRSS")
     lazy = name.endswith("lazy")
     stack = read_stack(args.data, slices, lazy)
+    held = 0
     start = time.perf_counter()
     if name.startswith("reference"):
         labels = reference_predict(segmenter, stack)
     else:
         store = Path(args.out).with_suffix(".zarr") if lazy else None
-        labels = predict(segmenter, stack, device="cpu", store=store, **options).labels
+        result = predict(segmenter, stack, device="cpu", store=store, **options)
+        labels = result.labels
+        held += 0 if lazy or result.probabilities is None else result.probabilities.nbytes
     seconds = time.perf_counter() - start
-    held = 0 if lazy else stack.nbytes + labels.nbytes
+    held += 0 if lazy else stack.nbytes + labels.nbytes
     if slices == 30:
         np.save(args.out, np.asarray(labels))
     result = {
@@ -113,17 +124,6 @@ def child(args) -> None:
         "held": held / 2**20,
     }
     print(json.dumps(result))
-
-
-def fold_batch_norm(net: nn.Module) -> None:
-    """Fold each eval-mode batch norm into the convolution before it, in place."""
-    net.eval()
-    for block in net.modules():
-        if isinstance(block, nn.Sequential):
-            for i in range(len(block) - 1):
-                if isinstance(block[i], nn.Conv2d) and isinstance(block[i + 1], nn.BatchNorm2d):
-                    block[i] = fuse_conv_bn_eval(block[i], block[i + 1])
-                    block[i + 1] = nn.Identity()
 
 
 def reference_predict(segmenter, stack: np.ndarray) -> np.ndarray:
@@ -156,11 +156,14 @@ def train_model(path: Path, seconds: float) -> None:
             return
 
 
-def run_child(name: str, model: Path, data: Path, out: Path) -> tuple[dict, bool]:
-    command = [sys.executable, __file__, "--child", name, "--model", str(model)]
-    command += ["--data", str(data), "--out", str(out)]
+def run_child(name: str, args, folder: Path) -> tuple[dict, bool]:
+    command = [sys.executable, __file__, "--child", name, "--model", str(args.model)]
+    command += ["--data", str(args.data), "--out", str(folder / f"{name}.npy")]
+    env = dict(os.environ)
+    if name.startswith("before"):
+        env["PYTHONPATH"] = os.pathsep.join([str(args.baseline_src), env.get("PYTHONPATH", "")])
     with OtherLoad() as load:
-        done = subprocess.run(command, capture_output=True, text=True)
+        done = subprocess.run(command, capture_output=True, text=True, env=env)
     if done.returncode:
         raise RuntimeError(f"{name} failed:\n{done.stderr}")
     return json.loads(done.stdout.strip().splitlines()[-1]), load.quiet
@@ -173,20 +176,27 @@ def main() -> None:
     parser.add_argument("--budget", type=float, default=300, help="seconds of runs at most")
     parser.add_argument("--model", type=Path, help="a model file (default: train one briefly)")
     parser.add_argument("--train-seconds", type=float, default=20)
+    parser.add_argument("--variants", nargs="+", choices=list(VARIANTS), help="default: all")
+    parser.add_argument(
+        "--baseline-src", type=Path, help="another checkout's src folder: the 'before' variants"
+    )
     parser.add_argument("--child", choices=list(VARIANTS), help=argparse.SUPPRESS)
     parser.add_argument("--out", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
         child(args)
         return
+    names = [n for n in args.variants or VARIANTS if args.baseline_src or "before" not in n]
+    names = sorted(set(names) | {"reference"}, key=list(VARIANTS).index)
+    if any(n.endswith("plugin") for n in names):
+        names = sorted(set(names) | {"reference-plugin"}, key=list(VARIANTS).index)
     print(f"Machine: {machine()}\n")
     with tempfile.TemporaryDirectory() as folder:
         folder = Path(folder)
-        model = args.model
-        if model is None:
-            model = folder / "model.safetensors"
-            train_model(model, args.train_seconds)
-        runs: dict[str, list[tuple[dict, bool]]] = {name: [] for name in VARIANTS}
+        if args.model is None:
+            args.model = folder / "model.safetensors"
+            train_model(args.model, args.train_seconds)
+        runs: dict[str, list[tuple[dict, bool]]] = {name: [] for name in names}
         deadline = time.perf_counter() + args.budget
         with OtherLoad() as load:
             while time.perf_counter() < deadline:
@@ -194,19 +204,20 @@ def main() -> None:
                 if not pending:
                     break
                 for name in pending:
-                    runs[name].append(run_child(name, model, args.data, folder / f"{name}.npy"))
+                    if time.perf_counter() < deadline or not runs[name]:
+                        runs[name].append(run_child(name, args, folder))
         reference = np.load(folder / "reference.npy")
         agreement = {
             name: float((np.load(folder / f"{name}.npy") == reference).mean())
-            for name in VARIANTS
+            for name in names
             if VARIANTS[name][1] == 30
         }
     print(report(runs, agreement))
     print(
         f"\nMedians over quiet runs (other processes < {QUIET} cores; where none was quiet, "
         f"all runs). Peak RSS: the child's maximum resident set; 'working' subtracts the RSS "
-        f"after loading torch and the model, and the input and output arrays held in memory. "
-        f"Over all runs {load.describe()}."
+        f"after loading torch and the model, and the input and output arrays held in memory "
+        f"(probabilities included). Over all runs {load.describe()}."
     )
 
 

@@ -1,25 +1,45 @@
 """Overlap-tile prediction of 2D images and of every slice of a stack.
 
-Slices are read one at a time (numpy, dask or zarr input), cut into tiles whose starts align
-with the network's pooling grid, predicted in batches, and only the centre of each tile is
-kept, so tiled and whole-image predictions agree. Results are written slice by slice into
-numpy arrays or a zarr store.
+A background thread reads the next slices (numpy, dask or zarr input, one at a time) into
+pinned memory while the device predicts. Slices are cut into tiles whose starts align with the
+network's pooling grid (a slice that fits is one tile), predicted in batches sized for the
+device, and only the centre of each tile is kept, so tiled and whole-image predictions agree.
+Normalisation, softmax and argmax run on the device; only labels (and probabilities where
+asked) come back, and are written slice by slice into numpy arrays or a new zarr store.
 """
 
+import contextlib
+import copy
+import numbers
+import queue
+import threading
 import time
-from collections.abc import Generator
-from dataclasses import dataclass
+from collections.abc import Generator, Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import torch
+from torch import nn
+from torch.nn.utils.fusion import fuse_conv_bn_eval
 
 from .device import autocast, is_out_of_memory, prepare, resolve_device
 from .errors import UNetError
-from .images import as_stack, read_slice, spatial_shape
+from .images import Normalization, as_stack, read_slice, spatial_shape
 from .objects import ObjectSettings, find_objects
 from .segmenter import Segmenter
-from .tiling import tiles_2d
+from .tiling import balanced_batch, batch_for_memory, context, tile_for_memory, tiles_2d
+
+READER_THREAD = "napari-unet slice reader"
+CPU_TILE, CPU_BATCH = 512, 1
+GPU_TILE, GPU_BATCH = 1024, 8
+MEMORY_FRACTION = 0.5
+"""The share of the free GPU memory that one batch may use."""
+MAX_BATCH_PIXELS = 2**23
+PREFETCH_BYTES = 2**28
+"""At most this many bytes of slices are read ahead (but at least one slice)."""
+RAW_DTYPES = {np.dtype(t) for t in (np.uint8, np.int8, np.int16, np.int32, np.bool_)}
+"""Integer types that travel to the device as they are; uint16 travels as int16."""
 
 
 @dataclass
@@ -48,7 +68,11 @@ class Prediction:
 
 
 class Predictor:
-    """Predicts ``image``: ``run()`` yields after each slice and returns the outputs."""
+    """Predicts ``image``: ``run()`` yields after each slice and returns the outputs.
+
+    ``tile_size`` and ``batch_size`` default to what the device holds (on a GPU: whole
+    slices when they fit, batches sized from the free memory); ``store`` is a new zarr folder.
+    """
 
     def __init__(
         self,
@@ -73,28 +97,28 @@ class Predictor:
                 f"the model expects {segmenter.in_channels} channel(s) but the image has "
                 f"{self.stack.shape[-1]}"
             )
-        if instances_of is not None and not 2 <= instances_of <= segmenter.n_classes:
-            raise UNetError(
-                f"instances need a class id 2..{segmenter.n_classes}, not {instances_of}"
-            )
-        if probability_dtype not in ("float32", "float16"):
-            raise UNetError("probabilities are float32 or float16")
+        if not (labels or probabilities or instances_of is not None):
+            raise UNetError("choose at least one output: labels, probabilities or instances")
+        self.instances_of = _check_class(instances_of, segmenter.n_classes)
+        probability_dtype = _check_probability_dtype(probability_dtype)
+        self._probability_dtype = getattr(torch, probability_dtype.name)
         self.device = resolve_device(device)
-        on_gpu = self.device.type != "cpu"
-        self.tile_size = tile_size or (1024 if on_gpu else 512)
-        self.batch_size = batch_size or (8 if on_gpu else 1)
         self.multiple = segmenter.config.multiple
-        self.margin = 4 * self.multiple
-        if self.tile_size % self.multiple or self.tile_size < 2 * self.margin + self.multiple:
-            raise UNetError(
-                f"tile size must be a multiple of {self.multiple} and at least "
-                f"{2 * self.margin + self.multiple}"
-            )
-        self.instances_of = instances_of
+        self.margin = context(self.multiple)
+        self.tile_size = _check_tile_size(tile_size, self.multiple, self.margin)
+        self.batch_size = _check_whole_number(batch_size, "batch size")
+        self._auto = (tile_size is None, batch_size is None)
+        if self.device.type == "cpu":
+            self.tile_size = self.tile_size or CPU_TILE
+            self.batch_size = self.batch_size or CPU_BATCH
+        elif self.device.type != "cuda":
+            self.tile_size = self.tile_size or GPU_TILE
+            self.batch_size = self.batch_size or GPU_BATCH
         self.objects = objects or ObjectSettings()
         self._next_instance = 0
         self._flat = len(spatial_shape(image, channel_axis)) == 2
-        self.result = self._allocate(labels, probabilities, probability_dtype, store)
+        make = _zarr_maker(_new_store(store)) if store is not None else _numpy_maker
+        self.result = self._allocate(labels, probabilities, probability_dtype, make)
         self._stop = False
 
     def stop(self) -> None:
@@ -104,55 +128,98 @@ class Predictor:
     def run(self) -> Generator[PredictProgress, None, Prediction]:
         start = time.perf_counter()
         normalization = self.segmenter.normalization.for_image(self.stack)
-        net = prepare(self.segmenter.net, self.device).eval()
-        total, done = self.stack.shape[0], 0
-        pending: list[tuple[int, torch.Tensor, tuple]] = []
-        slices: dict[int, list] = {}
-        for z in range(total):
-            if self._stop:
-                break
-            data = normalization.apply(read_slice(self.stack, z))
-            padded = _pad_to_multiple(data, self.multiple)
-            (ty, tx), tiles = tiles_2d(
-                *padded.shape[:2], self.tile_size, self.margin, self.multiple
-            )
-            tensor = torch.from_numpy(np.ascontiguousarray(padded.transpose(2, 0, 1)))
-            out = np.empty((self.segmenter.n_classes, *padded.shape[:2]), np.float32)
-            slices[z] = [out, len(tiles), data.shape[:2]]
-            for y, x, keep_y, keep_x in tiles:
-                pending.append((z, tensor[:, y : y + ty, x : x + tx], (y, x, keep_y, keep_x)))
-            last = z == total - 1
-            while len(pending) >= self.batch_size or (last and pending):
-                batch, pending = pending[: self.batch_size], pending[self.batch_size :]
-                self._predict_batch(net, batch, slices)
-                for finished in [i for i, s in slices.items() if s[1] == 0]:
-                    out, _, (height, width) = slices.pop(finished)
-                    self._write(finished, out[:, :height, :width])
+        net = _inference_net(self.segmenter.net, self.device)
+        total, height, width, channels = self.stack.shape
+        padded = (_round_up(height, self.multiple), _round_up(width, self.multiple))
+        if self.device.type == "cuda":
+            self._fit_to_device(net, padded, channels)
+        tile_shape, tiles = tiles_2d(*padded, self.tile_size, self.margin, self.multiple)
+        slice_bytes = height * width * channels * 4
+        ahead = max(1, min(self.batch_size // len(tiles) + 2, PREFETCH_BYTES // slice_bytes))
+        outputs: dict[int, _SliceOutput] = {}
+        in_flight: list[_InFlight] = []
+        done = 0
+        with (
+            _SliceReader(self.stack, self.multiple, self.device.type == "cuda", ahead) as reader,
+            _cudnn_benchmark(self.device),
+        ):
+            uint16 = np.dtype(self.stack.dtype) == np.uint16
+            scale = _Scale(normalization, self.device, uint16)
+            for batch in self._batches(reader, scale, tiles, tile_shape, outputs):
+                launched = self._launch(net, batch)
+                for z in self._finish(in_flight, outputs):
                     done += 1
-                    yield PredictProgress(done, total, finished, time.perf_counter() - start)
-                if self._stop:
-                    break
-        self.segmenter.net.to("cpu", memory_format=torch.contiguous_format)
-        self.result.complete = done == total and not slices
+                    yield PredictProgress(done, total, z, time.perf_counter() - start)
+                in_flight = launched
+            for z in self._finish(in_flight, outputs):
+                done += 1
+                yield PredictProgress(done, total, z, time.perf_counter() - start)
+            if reader.error is not None:
+                raise reader.error
+        self.result.complete = done == total
         return self.outputs()
 
-    def _predict_batch(self, net, batch, slices) -> None:
-        tiles = torch.stack([tile for _, tile, _ in batch])
-        probabilities = self._forward(net, tiles)
-        for (z, _, (y, x, (y0, y1), (x0, x1))), p in zip(batch, probabilities, strict=True):
-            out = slices[z][0]
-            out[:, y0:y1, x0:x1] = p[:, y0 - y : y1 - y, x0 - x : x1 - x]
-            slices[z][1] -= 1
+    def _fit_to_device(self, net, padded: tuple[int, int], channels: int) -> None:
+        """Tile and batch sizes from the free GPU memory and a probe of the network's needs."""
+        auto_tile, auto_batch = self._auto
+        if not (auto_tile or auto_batch):
+            return
+        free, _ = torch.cuda.mem_get_info(self.device)
+        side_y, side_x = min(padded[0], 512), min(padded[1], 512)
+        probe = torch.zeros((1, channels, side_y, side_x), device=self.device).contiguous(
+            memory_format=torch.channels_last
+        )
+        torch.cuda.synchronize(self.device)
+        torch.cuda.reset_peak_memory_stats(self.device)
+        before = torch.cuda.memory_allocated(self.device)
+        try:
+            self._compute(net, probe)
+        except Exception as error:
+            if not is_out_of_memory(error):
+                raise
+            torch.cuda.empty_cache()
+            self.tile_size = self.tile_size or 2 * self.margin + self.multiple
+            self.batch_size = self.batch_size or 1
+            return
+        used = torch.cuda.max_memory_allocated(self.device) - before
+        bytes_per_pixel = 1.25 * used / (side_y * side_x) + 4 * channels
+        budget = MEMORY_FRACTION * free
+        self.tile_size = self.tile_size or tile_for_memory(
+            *padded, bytes_per_pixel, budget, self.multiple, 2 * self.margin + self.multiple
+        )
+        if auto_batch:
+            (tile_y, tile_x), tiles = tiles_2d(*padded, self.tile_size, self.margin, self.multiple)
+            batch = batch_for_memory(tile_y * tile_x, bytes_per_pixel, budget, MAX_BATCH_PIXELS)
+            self.batch_size = balanced_batch(len(tiles) * self.stack.shape[0], batch)
 
-    def _forward(self, net, tiles: torch.Tensor) -> np.ndarray:
-        """Class probabilities of a batch of tiles; on out-of-memory, smaller batches."""
-        parts, done = [], 0
+    def _batches(self, reader, scale, tiles, tile_shape, outputs) -> Iterator[list["_Tile"]]:
+        """Batches of tiles, cut from the slices as the reader delivers them (on the device)."""
+        height, width = self.stack.shape[1:3]
+        tile_y, tile_x = tile_shape
+        pending: list[_Tile] = []
+        for z, raw in reader:
+            if self._stop:
+                return
+            data = scale(raw)
+            outputs[z] = _SliceOutput(len(tiles), (height, width), tuple(data.shape[1:]))
+            for y, x, keep_y, keep_x in tiles:
+                pending.append(
+                    _Tile(z, data[:, y : y + tile_y, x : x + tile_x], y, x, keep_y, keep_x)
+                )
+            while len(pending) >= self.batch_size and not self._stop:
+                batch, pending = pending[: self.batch_size], pending[self.batch_size :]
+                yield batch
+        if pending and not self._stop:
+            yield pending
+
+    def _launch(self, net, tiles: list["_Tile"]) -> list["_InFlight"]:
+        """Start predicting ``tiles``; on out-of-memory, in smaller batches."""
+        launched, done = [], 0
         while done < len(tiles):
             chunk = tiles[done : done + self.batch_size]
             try:
-                with torch.inference_mode(), autocast(self.device):
-                    logits = net(chunk.to(self.device, memory_format=torch.channels_last))
-                parts.append(torch.softmax(logits.float(), dim=1).cpu().numpy())
+                batch = torch.stack([t.data for t in chunk])
+                outputs = self._compute(net, batch.contiguous(memory_format=torch.channels_last))
             except Exception as error:
                 if not is_out_of_memory(error):
                     raise
@@ -165,42 +232,66 @@ class Predictor:
                     ) from None
                 self.batch_size = len(chunk) // 2
                 continue
+            launched.append(_InFlight.start(chunk, outputs, self.device))
             done += len(chunk)
-        return np.concatenate(parts)
+        return launched
 
-    def _write(self, z: int, probabilities: np.ndarray) -> None:
+    def _compute(self, net, batch: torch.Tensor) -> dict[str, torch.Tensor]:
+        """What the outputs need, on the device: labels, probabilities, the objects' class."""
         r = self.result
-        labels = (
-            probabilities.argmax(0).astype(
-                np.uint8 if self.segmenter.n_classes < 255 else np.uint16
-            )
-            + 1
-        )
+        outputs = {}
+        with torch.inference_mode():
+            with autocast(self.device):
+                logits = net(batch)
+            logits = logits.float()
+            if r.labels is not None or r.instances is not None:
+                dtype = torch.uint8 if self.segmenter.n_classes < 255 else torch.int32
+                outputs["labels"] = (logits.argmax(1) + 1).to(dtype)
+            if r.probabilities is not None or r.instances is not None:
+                probabilities = torch.softmax(logits, dim=1)
+                if r.probabilities is not None:
+                    outputs["probabilities"] = probabilities.to(self._probability_dtype)
+                if r.instances is not None:
+                    outputs["class"] = probabilities[:, self.instances_of - 1]
+        return outputs
+
+    def _finish(self, flights: list["_InFlight"], outputs: dict) -> Iterator[int]:
+        """Wait for ``flights``, keep their tiles' centres, write each slice completed."""
+        for flight in flights:
+            arrays = flight.wait()
+            for i, tile in enumerate(flight.tiles):
+                out = outputs[tile.z]
+                out.paste(tile, {name: array[i] for name, array in arrays.items()})
+                if out.remaining == 0:
+                    del outputs[tile.z]
+                    self._write(tile.z, out.cropped())
+                    yield tile.z
+
+    def _write(self, z: int, parts: dict[str, np.ndarray]) -> None:
+        r = self.result
         if r.labels is not None:
-            r.labels[z] = labels
+            r.labels[z] = parts["labels"]
         if r.probabilities is not None:
-            r.probabilities[:, z] = probabilities
+            r.probabilities[:, z] = parts["probabilities"]
         if r.instances is not None:
             k = self.instances_of
-            objects = find_objects(probabilities[k - 1], labels == k, self.objects)
+            objects = find_objects(parts["class"], parts["labels"] == k, self.objects)
             objects[objects > 0] += self._next_instance
             self._next_instance = max(self._next_instance, int(objects.max()))
             r.instances[z] = objects
 
-    def _allocate(self, labels, probabilities, probability_dtype, store) -> Prediction:
+    def _allocate(self, labels, probabilities, probability_dtype, make) -> Prediction:
         """Output arrays of shape (Z, Y, X), filled as slices are predicted."""
         stack_shape = (self.stack.shape[0], *self.stack.shape[1:3])
         n = self.segmenter.n_classes
-        make = _zarr_maker(store) if store is not None else _numpy_maker
         label_dtype = np.uint8 if n < 255 else np.uint16
-        result = Prediction(
+        return Prediction(
             labels=make("labels", stack_shape, label_dtype) if labels else None,
             probabilities=make("probabilities", (n, *stack_shape), probability_dtype)
             if probabilities
             else None,
             instances=make("instances", stack_shape, np.uint32) if self.instances_of else None,
         )
-        return result
 
     def outputs(self) -> Prediction:
         """The results in the input's spatial shape (2D inputs lose the slice axis)."""
@@ -223,6 +314,185 @@ def predict(segmenter: Segmenter, image, **options) -> Prediction:
     return predictor.outputs()
 
 
+@dataclass
+class _Tile:
+    """A tile of slice ``z`` (C, Y, X) on the device, from (y, x), and the part of it kept."""
+
+    z: int
+    data: torch.Tensor
+    y: int
+    x: int
+    keep_y: tuple[int, int]
+    keep_x: tuple[int, int]
+
+
+@dataclass
+class _InFlight:
+    """A batch whose outputs are being copied back from the device."""
+
+    tiles: list[_Tile]
+    host: dict[str, torch.Tensor]
+    event: torch.cuda.Event | None = None
+
+    @classmethod
+    def start(cls, tiles, outputs: dict[str, torch.Tensor], device) -> "_InFlight":
+        if device.type != "cuda":
+            return cls(tiles, {name: t.cpu() for name, t in outputs.items()})
+        host = {name: t.to("cpu", non_blocking=True) for name, t in outputs.items()}
+        event = torch.cuda.Event()
+        event.record()
+        return cls(tiles, host, event)
+
+    def wait(self) -> dict[str, np.ndarray]:
+        if self.event is not None:
+            self.event.synchronize()
+        return {name: t.numpy() for name, t in self.host.items()}
+
+
+@dataclass
+class _SliceOutput:
+    """The outputs of one slice, assembled from the kept centres of its tiles."""
+
+    remaining: int
+    shape: tuple[int, int]
+    padded: tuple[int, int]
+    parts: dict[str, np.ndarray] = field(default_factory=dict)
+
+    def paste(self, tile: _Tile, arrays: dict[str, np.ndarray]) -> None:
+        (y0, y1), (x0, x1) = tile.keep_y, tile.keep_x
+        whole = (y1 - y0, x1 - x0) == self.padded and self.remaining == 1
+        for name, array in arrays.items():
+            if whole:
+                self.parts[name] = array
+                continue
+            if name not in self.parts:
+                self.parts[name] = np.empty((*array.shape[:-2], *self.padded), array.dtype)
+            self.parts[name][..., y0:y1, x0:x1] = array[
+                ..., y0 - tile.y : y1 - tile.y, x0 - tile.x : x1 - tile.x
+            ]
+        self.remaining -= 1
+
+    def cropped(self) -> dict[str, np.ndarray]:
+        height, width = self.shape
+        return {name: part[..., :height, :width] for name, part in self.parts.items()}
+
+
+class _Scale:
+    """Percentile normalisation on the device: raw slice in, float32 (C, Y, X) out."""
+
+    def __init__(self, normalization: Normalization, device: torch.device, uint16: bool):
+        low = torch.tensor(normalization.low, dtype=torch.float32)
+        high = torch.tensor(normalization.high, dtype=torch.float32)
+        self.low = low.view(-1, 1, 1).to(device)
+        self.scale = torch.clamp(high - low, min=1e-6).view(-1, 1, 1).to(device)
+        self.device, self.uint16 = device, uint16
+
+    def __call__(self, raw: torch.Tensor) -> torch.Tensor:
+        data = raw.to(self.device, non_blocking=True)
+        if self.uint16:
+            data = data.to(torch.int32).bitwise_and_(0xFFFF)
+        return (data.float() - self.low) / self.scale
+
+
+class _SliceReader:
+    """Reads, checks and pads the slices in a background thread, a bounded number ahead.
+
+    Iterating yields ``(z, tensor)`` and ends early at an error while reading, kept in
+    ``error`` for the consumer to raise once the slices before it are done. Leaving the
+    ``with`` block (at the end, on an error, or when the consumer stops) ends the thread.
+    """
+
+    def __init__(self, stack, multiple: int, pin: bool, ahead: int):
+        self.stack, self.multiple, self.pin = stack, multiple, pin
+        self._queue: queue.Queue = queue.Queue(maxsize=ahead)
+        self._halt = threading.Event()
+        self._thread = threading.Thread(target=self._read_all, name=READER_THREAD, daemon=True)
+        self.error: Exception | None = None
+
+    def __enter__(self) -> "_SliceReader":
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._halt.set()
+        self._thread.join()
+
+    def __iter__(self) -> Iterator[tuple[int, torch.Tensor]]:
+        while True:
+            item = self._queue.get()
+            if item is None:
+                return
+            if isinstance(item, BaseException):
+                self.error = item
+                return
+            yield item
+
+    def _read_all(self) -> None:
+        try:
+            for z in range(self.stack.shape[0]):
+                if not self._put((z, self._read(z))):
+                    return
+        except Exception as error:
+            self._put(error)
+            return
+        self._put(None)
+
+    def _put(self, item) -> bool:
+        while not self._halt.is_set():
+            try:
+                self._queue.put(item, timeout=0.05)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def _read(self, z: int) -> torch.Tensor:
+        """Slice ``z`` as a (C, Y, X) tensor padded to the pooling grid: integers as they are
+        (uint16 seen as int16), anything else as checked float32."""
+        dtype = np.dtype(self.stack.dtype)
+        if dtype in RAW_DTYPES or dtype == np.uint16:
+            data = np.asarray(self.stack[z])
+        else:
+            data = read_slice(self.stack, z)
+        data = _pad_to_multiple(data, self.multiple)
+        if data.dtype == np.uint16:
+            data = data.view(np.int16)
+        tensor = torch.from_numpy(np.ascontiguousarray(data.transpose(2, 0, 1)))
+        return tensor.pin_memory() if self.pin else tensor
+
+
+def _inference_net(net: nn.Module, device: torch.device) -> nn.Module:
+    """A copy of ``net`` for prediction: eval mode, each batch norm folded into the convolution
+    before it (fewer passes over memory, the same function), on ``device``, channels-last.
+    The segmenter's own network is left as it is (it may be trained again)."""
+    net = copy.deepcopy(net).eval()
+    for block in net.modules():
+        if isinstance(block, nn.Sequential):
+            for i in range(len(block) - 1):
+                if isinstance(block[i], nn.Conv2d) and isinstance(block[i + 1], nn.BatchNorm2d):
+                    block[i] = fuse_conv_bn_eval(block[i], block[i + 1])
+                    block[i + 1] = nn.Identity()
+    return prepare(net, device)
+
+
+@contextlib.contextmanager
+def _cudnn_benchmark(device: torch.device):
+    """Let cuDNN pick the fastest convolutions for the (few, fixed) batch shapes."""
+    if device.type != "cuda":
+        yield
+        return
+    before = torch.backends.cudnn.benchmark
+    torch.backends.cudnn.benchmark = True
+    try:
+        yield
+    finally:
+        torch.backends.cudnn.benchmark = before
+
+
+def _round_up(value: int, multiple: int) -> int:
+    return -(-value // multiple) * multiple
+
+
 def _pad_to_multiple(data: np.ndarray, multiple: int) -> np.ndarray:
     height, width = data.shape[:2]
     pad_y, pad_x = -height % multiple, -width % multiple
@@ -232,17 +502,73 @@ def _pad_to_multiple(data: np.ndarray, multiple: int) -> np.ndarray:
     return np.pad(data, ((0, pad_y), (0, pad_x), (0, 0)), mode=mode)
 
 
+def _check_whole_number(value, what: str) -> int | None:
+    """``value`` as a positive int, or None (automatic)."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise UNetError(f"the {what} must be a whole number, not {value!r}")
+    if value < 1:
+        raise UNetError(f"the {what} must be at least 1, not {value}")
+    return int(value)
+
+
+def _check_tile_size(value, multiple: int, margin: int) -> int | None:
+    smallest = 2 * margin + multiple
+    whole = not isinstance(value, bool) and isinstance(value, numbers.Integral)
+    if whole and (value % multiple or value < smallest):
+        raise UNetError(
+            f"the tile size must be a multiple of {multiple} and at least {smallest} "
+            f"pixels for this model, not {value}"
+        )
+    return _check_whole_number(value, "tile size")
+
+
+def _check_class(value, n_classes: int) -> int | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise UNetError(f"instances need a class id 2..{n_classes}, not {value!r}")
+    if not 2 <= value <= n_classes:
+        raise UNetError(f"instances need a class id 2..{n_classes}, not {value}")
+    return int(value)
+
+
+def _check_probability_dtype(value) -> np.dtype:
+    try:
+        dtype = np.dtype(value)
+    except TypeError:
+        dtype = None
+    if value is None or dtype not in (np.float32, np.float16):
+        raise UNetError(f"probabilities are float32 or float16, not {value!r}")
+    return dtype
+
+
+def _new_store(store) -> Path:
+    """``store`` as a path where nothing exists yet: predictions never replace data."""
+    root = Path(store)
+    if root.exists():
+        raise UNetError(
+            f"{root} already exists: predictions are written to a new zarr folder and never "
+            "replace what is there; choose another path"
+        )
+    return root
+
+
 def _numpy_maker(name, shape, dtype):
     return np.zeros(shape, dtype=dtype)
 
 
-def _zarr_maker(store):
+def _zarr_maker(root: Path):
     import zarr
-
-    root = Path(store)
 
     def make(name, shape, dtype):
         chunks = (*(1,) * (len(shape) - 2), *shape[-2:])
-        return zarr.open_array(root / name, mode="w", shape=shape, dtype=dtype, chunks=chunks)
+        try:
+            return zarr.open_array(root / name, mode="w-", shape=shape, dtype=dtype, chunks=chunks)
+        except OSError as error:
+            raise UNetError(
+                f"cannot write predictions to {root}: {error.strerror or error}"
+            ) from None
 
     return make
