@@ -338,9 +338,14 @@ def test_bad_settings_are_refused_with_a_clear_error(option, value, message):
         Predictor(small_model(), smooth_stack(1, 32, 32), **{option: value})
 
 
-def test_asking_for_no_output_is_refused():
+def test_asking_for_no_output_or_passing_the_wrong_objects_is_refused():
+    image = smooth_stack(1, 32, 32)
     with pytest.raises(UNetError, match="at least one output"):
-        Predictor(small_model(), smooth_stack(1, 32, 32), labels=False)
+        Predictor(small_model(), image, labels=False)
+    with pytest.raises(UNetError, match="needs a model"):
+        Predictor("model.safetensors", image)
+    with pytest.raises(UNetError, match="objects must be ObjectSettings"):
+        Predictor(small_model(), image, instances_of=2, objects={"split": 0.5})
 
 
 def test_tiles_share_the_length_evenly_and_fit_the_memory():

@@ -90,6 +90,10 @@ class Predictor:
         device: str = "auto",
         store: str | Path | None = None,
     ):
+        if not isinstance(segmenter, Segmenter):
+            raise UNetError(f"prediction needs a model, not {type(segmenter).__name__}")
+        if objects is not None and not isinstance(objects, ObjectSettings):
+            raise UNetError(f"objects must be ObjectSettings, not {type(objects).__name__}")
         self.segmenter = segmenter
         self.stack = as_stack(image, channel_axis)
         if self.stack.shape[-1] != segmenter.in_channels:
@@ -126,6 +130,7 @@ class Predictor:
         self._stop = True
 
     def run(self) -> Generator[PredictProgress, None, Prediction]:
+        """Predict slice by slice, yielding after each; closing the generator stops it."""
         start = time.perf_counter()
         normalization = self.segmenter.normalization.for_image(self.stack)
         net = _inference_net(self.segmenter.net, self.device)
@@ -388,7 +393,7 @@ class _Scale:
         self.device, self.uint16 = device, uint16
 
     def __call__(self, raw: torch.Tensor) -> torch.Tensor:
-        data = raw.to(self.device, non_blocking=True)
+        data = raw.to(self.device, non_blocking=self.device.type == "cuda")
         if self.uint16:
             data = data.to(torch.int32).bitwise_and_(0xFFFF)
         return (data.float() - self.low) / self.scale
