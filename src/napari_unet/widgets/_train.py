@@ -247,7 +247,7 @@ def describe(progress: TrainProgress) -> str:
     left = remaining(progress)
     left = "" if left is None else f", about {clock(left)} left"
     return (
-        f"step {progress.step}{steps} · loss {progress.loss:.3f}{dice}\n"
+        f"step {progress.step}{steps} · loss {readable_loss(progress):.3f}{dice}\n"
         f"{clock(progress.elapsed)} elapsed{left} · {progress.pixels_per_second / 1e6:.2f} Mpx/s"
     )
 
@@ -256,8 +256,15 @@ def summarize(progress: TrainProgress) -> str:
     """E.g. "Done: 500 steps in 2:00" and "loss 0.102 · Dice 0.91" below."""
     dice = "" if progress.validation_dice is None else f" · Dice {progress.validation_dice:.2f}"
     return (
-        f"Done: {progress.step} steps in {clock(progress.elapsed)}\nloss {progress.loss:.3f}{dice}"
+        f"Done: {progress.step} steps in {clock(progress.elapsed)}\n"
+        f"loss {readable_loss(progress):.3f}{dice}"
     )
+
+
+def readable_loss(progress: TrainProgress) -> float:
+    """The running mean of the loss where the trainer gives it, else the step's loss."""
+    mean = getattr(progress, "mean_loss", None)
+    return progress.loss if mean is None else mean
 
 
 def remaining(progress: TrainProgress) -> float | None:
