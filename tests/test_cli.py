@@ -335,3 +335,11 @@ def test_the_console_script_runs():
         check=True,
     )
     assert "train" in result.stdout and "predict" in result.stdout and "demo" in result.stdout
+
+
+def test_demo_without_a_display_says_so(monkeypatch, capsys):
+    monkeypatch.setattr(sys, "platform", "linux")
+    for variable in ("DISPLAY", "WAYLAND_DISPLAY", "QT_QPA_PLATFORM"):
+        monkeypatch.delenv(variable, raising=False)
+    assert main(["demo"]) == 2
+    one_error_line(capsys, "no display")
