@@ -170,6 +170,7 @@ class Predictor:
         if not (auto_tile or auto_batch):
             return
         free, _ = torch.cuda.mem_get_info(self.device)
+        free += torch.cuda.memory_reserved(self.device) - torch.cuda.memory_allocated(self.device)
         side_y, side_x = min(padded[0], 512), min(padded[1], 512)
         probe = torch.zeros((1, channels, side_y, side_x), device=self.device).contiguous(
             memory_format=torch.channels_last
