@@ -8,7 +8,13 @@ import time
 import pytest
 
 from napari_unet.errors import UNetError
-from napari_unet.files import STALE_AFTER_S, TEMPORARY_SUFFIX, reserve, sweep_stale
+from napari_unet.files import (
+    LEGACY_STALE_AFTER_S,
+    STALE_AFTER_S,
+    TEMPORARY_SUFFIX,
+    reserve,
+    sweep_stale,
+)
 
 
 def write(text: bytes):
@@ -124,13 +130,15 @@ def test_stale_temporaries_of_dead_processes_are_swept(tmp_path):
     young = tmp_path / f".labels.tif.999999999-beef{TEMPORARY_SUFFIX}"
     living = tmp_path / f".other.tif.1-cafe{TEMPORARY_SUFFIX}"
     foreign = tmp_path / ".notes.txt.swp"
-    for path in (dead, young, living, foreign):
+    legacy = tmp_path / ".model.safetensors.k3j_x9a2.tmp"
+    legacy_other = tmp_path / ".other.tif.k3j_x9a2.tmp"
+    for path in (dead, young, living, foreign, legacy, legacy_other):
         path.write_bytes(b"x" * 100)
-    old = time.time() - STALE_AFTER_S - 60
-    for path in (dead, living, foreign):
+    old = time.time() - LEGACY_STALE_AFTER_S - 60
+    for path in (dead, living, foreign, legacy, legacy_other):
         os.utime(path, (old, old))
     with reserve([tmp_path / "model.safetensors"]) as outputs:
         outputs.commit([write(b"model")])
-    assert not dead.exists()
-    assert young.exists() and living.exists() and foreign.exists()
+    assert not dead.exists() and not legacy.exists()
+    assert young.exists() and living.exists() and foreign.exists() and legacy_other.exists()
     assert sweep_stale(tmp_path, now=time.time() + 2 * STALE_AFTER_S) == [young]

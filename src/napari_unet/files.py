@@ -25,7 +25,9 @@ from .errors import UNetError, os_error_message
 
 TEMPORARY_SUFFIX = ".unet-tmp"
 STALE_AFTER_S = 15 * 60
+LEGACY_STALE_AFTER_S = 3600
 _OURS = re.compile(r"^\..+\.(\d+)-[0-9a-f]+" + re.escape(TEMPORARY_SUFFIX) + "$")
+_LEGACY = re.compile(r"^(\..+\.)[a-z0-9_]{8}\.tmp$")
 
 
 class Reservation:
@@ -106,7 +108,7 @@ def reserve(
                 raise UNetError(f"{path} {reason}; not overwriting it")
     try:
         for path in reservation.paths:
-            sweep_stale(path.parent)
+            sweep_stale(path.parent, [path.name])
             reservation.temporaries.append(_create_temporary(path))
         for folder in {path.parent for path in reservation.paths}:
             _check_free_space(folder, needed_bytes)
@@ -116,9 +118,12 @@ def reserve(
     return reservation
 
 
-def sweep_stale(folder: Path, now: float | None = None) -> list[Path]:
-    """Remove this package's temporaries in ``folder`` left by processes that are gone."""
+def sweep_stale(folder: Path, targets: Iterable[str] = (), now: float | None = None) -> list[Path]:
+    """Remove this package's temporaries in ``folder`` left by processes that are gone, and
+    those of earlier versions (``.{target}.{8 characters}.tmp``, by age alone) for ``targets``.
+    """
     now = time.time() if now is None else now
+    legacy = {f".{target}." for target in targets}
     removed = []
     try:
         entries = list(os.scandir(folder))
@@ -126,11 +131,20 @@ def sweep_stale(folder: Path, now: float | None = None) -> list[Path]:
         return removed
     for entry in entries:
         match = _OURS.match(entry.name)
-        if not match or int(match.group(1)) == os.getpid():
+        old = _LEGACY.match(entry.name)
+        if match and int(match.group(1)) != os.getpid():
+            pid = int(match.group(1))
+        elif old and old.group(1) in legacy:
+            pid = None
+        else:
             continue
         with contextlib.suppress(OSError):
             age = now - entry.stat(follow_symlinks=False).st_mtime
-            if age > STALE_AFTER_S and not _alive(int(match.group(1)), age):
+            if (
+                pid is None
+                and age > LEGACY_STALE_AFTER_S
+                or (pid is not None and age > STALE_AFTER_S and not _alive(pid, age))
+            ):
                 os.unlink(entry.path)
                 removed.append(Path(entry.path))
     return removed
