@@ -2,6 +2,7 @@
 
 import errno
 import os
+import signal
 import stat
 import time
 
@@ -142,3 +143,19 @@ def test_stale_temporaries_of_dead_processes_are_swept(tmp_path):
     assert not dead.exists() and not legacy.exists()
     assert young.exists() and living.exists() and foreign.exists() and legacy_other.exists()
     assert sweep_stale(tmp_path, now=time.time() + 2 * STALE_AFTER_S) == [young]
+
+
+def test_an_interrupt_while_renaming_comes_after_the_whole_set(tmp_path, monkeypatch):
+    a, b = tmp_path / "a.bin", tmp_path / "b.bin"
+    real_replace = os.replace
+
+    def interrupted_replace(source, target):
+        if target == a:
+            signal.raise_signal(signal.SIGINT)
+        real_replace(source, target)
+
+    monkeypatch.setattr(os, "replace", interrupted_replace)
+    with pytest.raises(KeyboardInterrupt), reserve([a, b]) as outputs:
+        outputs.commit([write(b"A"), write(b"B")])
+    assert a.read_bytes() == b"A" and b.read_bytes() == b"B"
+    assert names(tmp_path) == ["a.bin", "b.bin"]

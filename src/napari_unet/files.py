@@ -16,6 +16,7 @@ import secrets
 import shutil
 import signal
 import stat
+import threading
 import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -51,7 +52,7 @@ class Reservation:
                     file.flush()
                     os.fsync(file.fileno())
                 _copy_mode(path, temporary)
-            with _signals_blocked():
+            with _signals_deferred():
                 for path, temporary in zip(self.paths, self.temporaries, strict=True):
                     os.replace(temporary, path)
                 self.temporaries = []
@@ -219,14 +220,20 @@ def _alive(pid: int, age: float) -> bool:
 
 
 @contextlib.contextmanager
-def _signals_blocked():
-    """Delay SIGINT and SIGTERM while the outputs are renamed, so the set stays whole."""
-    signals = {signal.SIGINT, signal.SIGTERM}
-    if not hasattr(signal, "pthread_sigmask"):
+def _signals_deferred():
+    """Hold SIGINT and SIGTERM back while the outputs are renamed, so the set stays whole;
+    a signal received meanwhile is raised again afterwards (Python handles signals in the main
+    thread only, so elsewhere nothing is deferred)."""
+    if threading.current_thread() is not threading.main_thread():
         yield
         return
-    previous = signal.pthread_sigmask(signal.SIG_BLOCK, signals)
+    received = []
+    signals = (signal.SIGINT, signal.SIGTERM)
+    previous = [signal.signal(s, lambda signum, frame: received.append(signum)) for s in signals]
     try:
         yield
     finally:
-        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+        for s, handler in zip(signals, previous, strict=True):
+            signal.signal(s, signal.SIG_DFL if handler is None else handler)
+        if received:
+            signal.raise_signal(received[0])
