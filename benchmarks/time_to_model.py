@@ -1,45 +1,67 @@
-"""Time to a useful model: the U-Net after 30, 60 and 120 s of CPU training vs. a random forest.
+"""Time to a useful model: objects and pixels of the U-Net after 30, 60 and 120 s of CPU
+training (or a fixed number of steps) vs. a random forest, on the same annotations.
 
 The DSB2018 nuclei image shipped with the package (the pixels of ../shared/data/dsb2018-nuclei)
-is annotated on rows 0-127 (napari_unet.annotations.from_instances: 1 = background,
-2 = nucleus, touching nuclei separated by a background line), or with a few scribbled strokes
-per class inside those rows. Each U-Net is a separate training round with that time limit,
-as a user who stops there gets it (the best weights by validation); it is scored on rows
-160-511, never annotated: pixel Dice and IoU of the nucleus class, and object F1 at IoU 0.5
-(connected components of the nucleus class vs. the true instances). The peer is
-scikit-image's random-forest pixel classifier (fit_segmenter on multiscale_basic_features) on
-the same annotations, timed from features to prediction.
+is annotated on rows 0-127, as
 
-Torch uses one thread fewer than the cores, as the plugin does (--threads to change). A U-Net
-run during which other processes needed more than the cores left free is repeated once
-(--retries) and the quieter run kept: OpenMP threads that share a core with a busy process
-slow training several times over.
+- ``strip``: ``from_instances`` (1 = background, 2 = nucleus, touching nuclei separated by a
+  background line);
+- ``blobs``: painted as a person painting classes would, touching nuclei one blob
+  (``np.where(instances > 0, 2, 1)``);
+- ``painted``: each nucleus painted with its own id (napari's "new label", 2, 3, ...) and
+  converted with ``objects_to_classes`` (the same annotations as ``strip`` by construction:
+  the script checks it and trains once);
+- ``scribbles``: a few 3-pixel strokes per class inside those rows;
+- ``strip-boundary`` (a prototype): three classes, background, nucleus interior and a 2-pixel
+  nucleus boundary; objects are the interior's components grown into the nucleus.
 
-Usage: .venv/bin/python benchmarks/time_to_model.py [--budgets 30 60 120] [--set name=value]
+Each U-Net is its own training round (the best weights by validation, as a user who stops
+there gets them), scored on rows 160-511, never annotated: pixel Dice of the nucleus class,
+and objects, as connected components and as ``find_objects`` (seeded watershed) with each
+``--split``, matched to the true instances: F1 at IoU 0.5 and the DSB 2018 metric, the mean
+over IoU thresholds 0.5, 0.55, ..., 0.9 of TP / (TP + FP + FN). The peer is scikit-image's
+random-forest pixel classifier (fit_segmenter on multiscale_basic_features) on the same
+annotations, its objects cut the same two ways.
+
+Torch uses one thread fewer than the cores, as the plugin does (--threads to change). With
+``--budgets`` (seconds) a U-Net run during which other processes needed more than the cores
+left free is repeated once (--retries) and the quieter run kept. On a busy machine use
+``--steps`` (a fixed number of steps per round) and ``--cache DIR`` (trained models are saved
+there and reused, so that object settings can be tuned without training again).
+
+Usage: .venv/bin/python benchmarks/time_to_model.py [--budgets 30 60 120 | --steps 500]
+       [--variants strip blobs painted scribbles] [--split 0.5 0.7] [--cache /tmp/models]
 """
 
 import argparse
 import dataclasses
+import hashlib
 import os
 import time
+from pathlib import Path
 
 import numpy as np
 import torch
-from _common import PLUGIN_THREADS, QUIET, OtherLoad, machine, table
+from _common import DATA, PLUGIN_THREADS, QUIET, OtherLoad, machine, table
 from scipy import ndimage
 from skimage.feature import multiscale_basic_features
-from skimage.future import fit_segmenter, predict_segmenter
-from skimage.measure import label as connected_components
+from skimage.future import fit_segmenter
+from skimage.segmentation import watershed
 from sklearn.ensemble import RandomForestClassifier
 
-from napari_unet.annotations import BACKGROUND
+from napari_unet.annotations import BACKGROUND, from_instances, objects_to_classes
+from napari_unet.io import load_model, save_model
+from napari_unet.objects import ObjectSettings, find_objects
 from napari_unet.predict import predict
-from napari_unet.samples import nuclei, nuclei_annotations, nuclei_instances
+from napari_unet.samples import nuclei, nuclei_instances
 from napari_unet.train import Trainer, TrainSettings
 
 ANNOTATED_ROWS = 128
 SCORED_ROWS = slice(160, None)
 NUCLEUS = 2
+BOUNDARY = 3
+THRESHOLDS = np.round(np.arange(0.5, 0.91, 0.05), 2)
+VARIANTS = ["strip", "blobs", "painted", "scribbles", "strip-boundary"]
 
 
 def scribbles(annotations: np.ndarray, instances: np.ndarray) -> np.ndarray:
@@ -61,14 +83,42 @@ def scribbles(annotations: np.ndarray, instances: np.ndarray) -> np.ndarray:
     return out
 
 
-def scores(labels: np.ndarray, objects: np.ndarray, instances: np.ndarray) -> dict:
-    """Pixel Dice and IoU of the nucleus class and object F1 at IoU 0.5, on the scored rows."""
-    guess = labels[SCORED_ROWS] == NUCLEUS
-    truth = instances[SCORED_ROWS] > 0
-    overlap = (guess & truth).sum()
-    dice = 2 * overlap / (guess.sum() + truth.sum())
-    iou = overlap / (guess | truth).sum()
-    found, true = objects[SCORED_ROWS].ravel(), instances[SCORED_ROWS].ravel()
+def with_boundary(instances: np.ndarray, width: int = 2) -> np.ndarray:
+    """Three classes: 1 = background, 2 = nucleus interior, 3 = the outer ``width`` pixels of
+    each nucleus (where it meets the background or another nucleus)."""
+    size = 2 * width + 1
+    same = ndimage.minimum_filter(instances, size) == ndimage.maximum_filter(instances, size)
+    annotations = np.where(instances > 0, BOUNDARY, BACKGROUND).astype(np.uint8)
+    annotations[same & (instances > 0)] = NUCLEUS
+    return annotations
+
+
+def all_annotations(instances: np.ndarray) -> dict[str, np.ndarray]:
+    """Every variant's annotations of rows 0-127 (0 below)."""
+    strip_instances = instances.copy()
+    strip_instances[ANNOTATED_ROWS:] = 0
+    painted = np.where(instances > 0, instances.astype(np.uint32) + 1, BACKGROUND)
+    out = {
+        "strip": from_instances(instances),
+        "blobs": np.where(instances > 0, NUCLEUS, BACKGROUND).astype(np.uint8),
+        "painted": objects_to_classes(painted),
+        "strip-boundary": with_boundary(instances),
+    }
+    for a in out.values():
+        a[ANNOTATED_ROWS:] = 0
+    out["scribbles"] = scribbles(out["strip"], instances)
+    return out
+
+
+def scores(nucleus, objects, instances, rows: slice = SCORED_ROWS) -> dict:
+    """Pixel Dice of the nucleus class, object F1 at IoU 0.5 and the DSB 2018 mean AP, on the
+    scored rows."""
+    guess = nucleus[rows]
+    truth = instances[rows] > 0
+    dice = 2 * (guess & truth).sum() / (guess.sum() + truth.sum())
+    found, true = objects[rows].ravel(), instances[rows].ravel()
+    found = np.unique(found, return_inverse=True)[1].reshape(found.shape)
+    true = np.unique(true, return_inverse=True)[1].reshape(true.shape)
     both = (found > 0) & (true > 0)
     stride = int(true.max()) + 1
     pairs, shared = np.unique(
@@ -77,12 +127,14 @@ def scores(labels: np.ndarray, objects: np.ndarray, instances: np.ndarray) -> di
     union = (
         np.bincount(found)[pairs // stride] + np.bincount(true, minlength=stride)[pairs % stride]
     ) - shared
-    matched = int((shared / union > 0.5).sum())
-    n_found, n_true = len(np.unique(found[found > 0])), len(np.unique(true[true > 0]))
+    iou = shared / union
+    n_found, n_true = int(found.max()), int(true.max())
+    matched = np.array([(iou > t).sum() for t in THRESHOLDS])
+    ap = matched / np.maximum(n_found + n_true - matched, 1)
     return {
         "dice": dice,
-        "iou": iou,
-        "f1": 2 * matched / max(n_found + n_true, 1),
+        "f1": 2 * matched[0] / max(n_found + n_true, 1),
+        "map": ap.mean(),
         "objects": f"{n_found}/{n_true}",
     }
 
@@ -104,15 +156,25 @@ def train_unet(image, annotations, settings: TrainSettings) -> tuple:
 
 
 def forest(image, annotations, **features) -> tuple[np.ndarray, float]:
-    """scikit-image's trainable segmentation, as in its gallery example; labels and seconds."""
+    """scikit-image's trainable segmentation, as in its gallery example; the class
+    probabilities (one per annotated id, from 1) and seconds."""
     start = time.perf_counter()
     feature_map = multiscale_basic_features(image.astype(np.float32), **features)
     classifier = RandomForestClassifier(
         n_estimators=50, n_jobs=-1, max_depth=10, max_samples=0.05, random_state=0
     )
     classifier = fit_segmenter(annotations, feature_map, classifier)
-    labels = predict_segmenter(feature_map, classifier)
-    return labels, time.perf_counter() - start
+    flat = feature_map.reshape(-1, feature_map.shape[-1])
+    probabilities = classifier.predict_proba(flat).T.reshape(-1, *annotations.shape)
+    return probabilities, time.perf_counter() - start
+
+
+def boundary_objects(probabilities: np.ndarray) -> np.ndarray:
+    """The prototype's objects: components of the interior class, grown over interior and
+    boundary by a watershed on the interior probability."""
+    labels = probabilities.argmax(0) + 1
+    seeds = ndimage.label(labels == NUCLEUS)[0]
+    return watershed(-probabilities[NUCLEUS - 1], seeds, mask=labels >= NUCLEUS)
 
 
 def parse_setting(text: str) -> tuple[str, object]:
@@ -130,23 +192,115 @@ def parse_setting(text: str) -> tuple[str, object]:
     return name, value
 
 
-def row(method, annotation, seconds, result, steps="–", load=None, tries=1) -> list:
-    return [
-        method,
-        annotation,
-        seconds,
-        steps if isinstance(steps, str) else f"{steps[0]} ({steps[1]})",
-        f"{result['dice']:.3f}",
-        f"{result['iou']:.3f}",
-        f"**{result['f1']:.3f}**",
-        result["objects"],
-        "–" if load is None else f"{load.cores:.2f}" + (f" ({tries} runs)" if tries > 1 else ""),
-    ]
+def object_rows(method, annotation, amount, steps, load, probabilities, args, instances):
+    """One row per way of cutting objects from the same class probabilities."""
+    labels = probabilities.argmax(0) + 1
+    nucleus = labels == NUCLEUS
+    if probabilities.shape[0] > NUCLEUS:
+        nucleus = labels >= NUCLEUS
+        cuts = [
+            ("interior components, grown (prototype)", lambda: boundary_objects(probabilities))
+        ]
+    else:
+        cuts = [
+            (
+                "connected components",
+                lambda: find_objects(probabilities[NUCLEUS - 1], nucleus, ObjectSettings(0, 0)),
+            )
+        ]
+    probability = probabilities[NUCLEUS - 1]
+    for split in args.split:
+        settings = ObjectSettings(split=split, min_size=args.min_size)
+        cuts.append(
+            (
+                f"find_objects(split={split:g}, min_size={args.min_size})",
+                lambda s=settings: find_objects(probability, nucleus, s),
+            )
+        )
+    rows = []
+    for name, cut in cuts:
+        start = time.perf_counter()
+        objects = cut()
+        seconds = time.perf_counter() - start
+        result = scores(nucleus, objects, instances)
+        rows.append(
+            [
+                method,
+                annotation,
+                amount,
+                steps,
+                f"{result['dice']:.3f}",
+                name,
+                f"**{result['f1']:.3f}**",
+                f"{result['map']:.3f}",
+                result["objects"],
+                f"{1000 * seconds:.0f}",
+                load,
+            ]
+        )
+        print(" | ".join(map(str, rows[-1])), flush=True)
+    return rows
+
+
+def splitting_only(splits: list[float], min_size: int) -> str:
+    """A table: find_objects on true masks (the instances' union, probability = the mask
+    blurred by one pixel), of DSB nuclei rescaled and of the larger Huh7 cells (19 labelled
+    cells of ../shared/data/ctc-huh7 frame 20), every pixel scored: how splitting alone
+    depends on the objects' size."""
+    import tifffile
+
+    cases = [(f"DSB nuclei x{s:g}", rescale_ids(nuclei_instances(), s)) for s in (0.5, 1, 2)]
+    huh7 = DATA / "ctc-huh7" / "instances_slice20.tif"
+    if huh7.exists():
+        cases.append(("Huh7 cells", tifffile.imread(huh7)))
+    rows = []
+    for name, ids in cases:
+        truth = ids > 0
+        blurred = ndimage.gaussian_filter(truth.astype(np.float32), 1.0)
+        row = [name, f"{len(np.unique(ids)) - 1}"]
+        for split in [0.0, *splits]:
+            objects = find_objects(blurred, truth, ObjectSettings(split, min_size if split else 0))
+            result = scores(truth, objects, ids, rows=slice(None))
+            row.append(f"{result['f1']:.3f} / {result['map']:.3f}")
+        rows.append(row)
+    headers = ["true mask", "objects", "connected components"]
+    headers += [f"split={s:g}, min_size={min_size}" for s in splits]
+    return table(headers, rows) + "\n\nF1 @0.5 / mAP 0.5–0.9, every pixel scored."
+
+
+def rescale_ids(ids: np.ndarray, scale: float) -> np.ndarray:
+    return ndimage.zoom(ids, scale, order=0) if scale != 1 else ids
+
+
+def cached_unet(image, annotations, settings, name, amount, args):
+    """Train (or, with --cache, load the model trained before with the same settings)."""
+    key = hashlib.sha1(
+        (repr(sorted(dataclasses.asdict(settings).items())) + name).encode()
+    ).hexdigest()[:10]
+    path = Path(args.cache) / f"{name}-{amount}-{key}.safetensors" if args.cache else None
+    if path is not None and path.exists():
+        segmenter = load_model(path)
+        history = segmenter.history[-1]
+        return segmenter, f"{history['steps']} (cached)", "–"
+    spare = max(0, (os.cpu_count() or 1) - args.threads)
+    tries = []
+    for _ in range(1 + (args.retries if settings.time_limit else 0)):
+        tries.append(train_unet(image, annotations, settings))
+        if tries[-1][3].cores < spare + QUIET:
+            break
+    segmenter, steps, kept, load = min(tries, key=lambda t: t[3].cores)
+    if path is not None:
+        save_model(segmenter, path)
+    runs = f" ({len(tries)} runs)" if len(tries) > 1 else ""
+    return segmenter, f"{steps} ({kept})", f"{load.cores:.2f}{runs}"
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--budgets", type=float, nargs="+", default=[30, 60, 120])
+    parser.add_argument(
+        "--steps", type=int, nargs="+", help="fixed steps per round instead of time budgets"
+    )
     parser.add_argument(
         "--set",
         type=parse_setting,
@@ -170,62 +324,90 @@ def main() -> None:
     parser.add_argument(
         "--variants",
         nargs="+",
-        default=["strip", "strip-unweighted", "scribbles"],
-        choices=["strip", "strip-unweighted", "scribbles", "scribbles-unweighted"],
+        default=["strip", "blobs", "painted", "scribbles"],
+        choices=VARIANTS,
     )
+    parser.add_argument(
+        "--split",
+        type=float,
+        nargs="+",
+        default=[ObjectSettings().split],
+        help="find_objects split values to compare (0..1)",
+    )
+    parser.add_argument("--min-size", type=int, default=ObjectSettings().min_size)
+    parser.add_argument("--cache", help="folder to save trained models in and reuse them from")
+    parser.add_argument("--no-forest", action="store_true", help="leave the forest out")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    spare = max(0, (os.cpu_count() or 1) - args.threads)
     print(f"Machine: {machine()}\n")
     image, instances = nuclei(), nuclei_instances()
-    strip = nuclei_annotations(ANNOTATED_ROWS)
-    annotations = {"strip": strip, "scribbles": scribbles(strip, instances)}
-    counts = {
-        name: {k: int((a == k).sum()) for k in (BACKGROUND, NUCLEUS)}
-        for name, a in annotations.items()
-    }
-    rows = []
-    for name, a in annotations.items():
-        for features, title in (
-            ({"edges": False, "sigma_min": 1}, "forest (gallery features)"),
-            ({}, "forest (all default features)"),
-        ):
-            labels, seconds = forest(image, a, **features)
-            result = scores(labels, connected_components(labels == NUCLEUS), instances)
-            rows.append(row(title, name, f"{seconds:.1f}", result))
+    annotations = all_annotations(instances)
+    assert (annotations["painted"] == annotations["strip"]).all()
+    truth = instances > 0
+    blurred = ndimage.gaussian_filter(truth.astype(np.float32), 1.0)
+    rows = object_rows(
+        "true nucleus mask (splitting only)",
+        "–",
+        "–",
+        "–",
+        "–",
+        np.stack([1 - blurred, blurred]),
+        args,
+        instances,
+    )
+    forest_variants = [v for v in args.variants if v not in ("painted", "strip-boundary")]
+    for name in [] if args.no_forest else forest_variants:
+        probabilities, seconds = forest(image, annotations[name], edges=False, sigma_min=1)
+        rows += object_rows(
+            "forest", name, f"{seconds:.1f} s", "–", "–", probabilities, args, instances
+        )
+    amounts = (
+        [("steps", n) for n in args.steps]
+        if args.steps
+        else [("time_limit", b) for b in args.budgets]
+    )
+    trained = {}
     for variant in args.variants:
-        name, _, weighting = variant.partition("-")
-        w0 = 0.0 if weighting == "unweighted" else TrainSettings().w0
-        method = f"U-Net, {'unweighted' if w0 == 0 else f'border-weighted (w0 = {w0:g})'}"
-        for budget in args.budgets:
-            settings = TrainSettings(
-                steps=None, time_limit=budget, device="cpu", seed=args.seed, w0=w0
+        for kind, amount in amounts:
+            if kind == "steps":
+                settings = TrainSettings(steps=amount, time_limit=None, device="cpu")
+                label = f"{amount} steps"
+            else:
+                settings = TrainSettings(steps=None, time_limit=amount, device="cpu")
+                label = f"{amount:g} s"
+            settings = dataclasses.replace(settings, seed=args.seed, **dict(args.set))
+            train_as = "strip" if variant == "painted" else variant
+            key = (train_as, kind, amount)
+            if key not in trained:
+                trained[key] = cached_unet(
+                    image, annotations[train_as], settings, train_as, f"{kind}{amount}", args
+                )
+            segmenter, steps, load = trained[key]
+            probabilities = predict(
+                segmenter, image, device="cpu", labels=False, probabilities=True
+            ).probabilities
+            same = " (= strip)" if variant == "painted" else ""
+            rows += object_rows(
+                "U-Net", variant + same, label, steps, load, probabilities, args, instances
             )
-            settings = dataclasses.replace(settings, **dict(args.set))
-            tries = []
-            for _ in range(1 + args.retries):
-                tries.append(train_unet(image, annotations[name], settings))
-                if tries[-1][3].cores < spare + QUIET:
-                    break
-            segmenter, steps, kept, load = min(tries, key=lambda t: t[3].cores)
-            prediction = predict(segmenter, image, device="cpu", instances_of=NUCLEUS)
-            result = scores(prediction.labels, prediction.instances, instances)
-            rows.append(row(method, name, f"{budget:g}", result, (steps, kept), load, len(tries)))
-            print(" | ".join(map(str, rows[-1])), flush=True)
-    headers = ["method", "annotation", "train s", "steps (kept)", "pixel Dice", "pixel IoU"]
-    headers += ["object F1 @0.5", "objects found/true", "other processes (cores)"]
+    headers = ["method", "annotation", "training", "steps (kept)", "pixel Dice", "objects"]
+    headers += ["F1 @0.5", "mAP 0.5–0.9", "found/true", "objects ms", "other load (cores)"]
     print()
     print(table(headers, rows))
     overrides = ", ".join(f"{k} = {v}" for k, v in args.set) or "none"
+    counts = {n: (int((a == 1).sum()), int((a >= 2).sum())) for n, a in annotations.items()}
     print(
-        f"\nAnnotated pixels (background/nucleus): strip {counts['strip'][1]}/"
-        f"{counts['strip'][2]}, scribbles {counts['scribbles'][1]}/{counts['scribbles'][2]}. "
-        f"U-Net: TrainSettings defaults (CPU, {args.threads} torch thread(s), seed "
-        f"{args.seed}), time limit as given, overrides: {overrides}. Forest: 50 trees, "
-        "depth 10, 5% samples per tree; seconds from features to prediction. Scored on rows "
-        "160-511. Steps (kept): steps done, and the step whose weights the trainer returned "
-        "(its best score: validation Dice, or the smoothed loss when nothing is held back)."
+        "\nAnnotated pixels (background/nucleus): "
+        + ", ".join(f"{n} {b}/{f}" for n, (b, f) in counts.items() if n in args.variants)
+        + f". U-Net: TrainSettings defaults (CPU, {args.threads} torch thread(s), seed "
+        f"{args.seed}), overrides: {overrides}. Forest: gallery features, 50 trees, depth 10, "
+        "5% samples per tree; seconds from features to probabilities. Scored on rows 160-511. "
+        "Steps (kept): steps done, and the step whose weights the trainer returned. mAP: mean "
+        "over IoU 0.5, 0.55, ..., 0.9 of TP / (TP + FP + FN). Objects ms: time to cut the "
+        "objects of the whole 512x512 image."
     )
+    print("\nSplitting only, on true masks of other sizes:\n")
+    print(splitting_only(args.split, args.min_size))
 
 
 if __name__ == "__main__":
