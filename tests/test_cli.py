@@ -141,7 +141,7 @@ def bad_input_cases(files, model):
         ([*train, "-o", str(files / "notes.txt")], "already exists; use --overwrite"),
         ([*train, "-o", str(files / "notes.txt"), "--overwrite"], "not overwriting"),
         ([*train, "-o", str(model)], "already exists; use --overwrite"),
-        ([*train, "-o", str(model), "--from", str(model), "--overwrite"], "model fine-tuned"),
+        ([*train, "-o", str(model), "--from", str(model), "--overwrite"], "--from model"),
         ([*train, "-o", image, "--overwrite"], "is the image of this run"),
         ([*train, "-o", str(files / "folder")], "is a folder"),
         ([*train, "-o", str(files / "nowhere" / "m.safetensors")], "does not exist"),

@@ -236,7 +236,7 @@ def _train(args) -> int:
     )
     inputs = {args.image: "the image", args.annotations: "the annotations"}
     if args.start:
-        inputs[args.start] = "the model fine-tuned"
+        inputs[args.start] = "the --from model"
     with reserve(
         [args.output],
         overwrite=args.overwrite,
