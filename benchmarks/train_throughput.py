@@ -6,7 +6,7 @@ variant is timed in the same process, interleaved round by round, and the median
 reported; GFLOP/s count the convolutions of forward and backward (torch's FlopCounterMode)
 and are compared with the best matrix product this CPU does in the same precision.
 
-Usage: .venv/bin/python benchmarks/train_throughput.py [--blocks 5] [--budget 240]
+Usage: .venv/bin/python benchmarks/train_throughput.py [--blocks 5] [--budget 240] [--threads 1]
 """
 
 import argparse
@@ -302,10 +302,15 @@ def main() -> None:
     parser.add_argument(
         "--budget", type=float, default=240, help="seconds of timing at most, all variants"
     )
+    parser.add_argument(
+        "--threads", type=int, help="run every variant on this many threads (a loaded machine)"
+    )
     args = parser.parse_args()
     print(f"Machine: {machine()}\n")
     products = [matmul(torch.float32), matmul(torch.bfloat16)]
     all_variants = variants()
+    for v in products + all_variants if args.threads else []:
+        v.threads = args.threads
     with OtherLoad() as load:
         measure(products + all_variants, args.blocks, args.budget)
     peaks = {i == 1: v.flops / min(v.times) for i, v in enumerate(products)}
@@ -317,7 +322,8 @@ def main() -> None:
         f"blocks (other processes < {QUIET} cores; where no block was quiet, all blocks); "
         f"over the whole run {load.describe()}.\n"
     )
-    print(under_load(args.blocks, args.budget / 4, peaks))
+    if not args.threads:
+        print(under_load(args.blocks, args.budget / 4, peaks))
 
 
 if __name__ == "__main__":
