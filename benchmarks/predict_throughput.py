@@ -15,6 +15,7 @@ Usage: .venv/bin/python benchmarks/predict_throughput.py [--data ../shared/data]
 import argparse
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -104,7 +105,7 @@ def child(args) -> None:
     baseline = rss_mib("VmRSS")
     lazy = name.endswith("lazy")
     stack = read_stack(args.data, slices, lazy)
-    held = 0
+    held, store = 0, None
     start = time.perf_counter()
     if name.startswith("reference"):
         labels = reference_predict(segmenter, stack)
@@ -114,6 +115,8 @@ def child(args) -> None:
         labels = result.labels
         held += 0 if lazy or result.probabilities is None else result.probabilities.nbytes
     seconds = time.perf_counter() - start
+    if store is not None:
+        shutil.rmtree(store)  # the engine never replaces a store: the next run needs the path
     held += 0 if lazy else stack.nbytes + labels.nbytes
     if slices == 30:
         np.save(args.out, np.asarray(labels))
