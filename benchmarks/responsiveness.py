@@ -10,7 +10,7 @@ the event loop, so its own work (copying the annotations, adding layers) counts.
 controls: the same training in a separate process (the same CPU load without sharing the GIL
 with napari), and training with torch on every core instead of leaving one to napari.
 
-Usage: xvfb-run -a .venv/bin/python benchmarks/responsiveness.py [--seconds 20]
+Usage: xvfb-run -a .venv/bin/python benchmarks/responsiveness.py [--seconds 20] [--rows ...]
 """
 
 import argparse
@@ -119,6 +119,11 @@ def row(name: str, gaps: list[float], work: str, load: OtherLoad) -> list:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=20.0, help="length of each row")
+    parser.add_argument(
+        "--rows",
+        default="training,process,predicting,all-cores",
+        help="comma-separated rows besides idle: training, process, predicting, all-cores",
+    )
     args = parser.parse_args()
     seconds = args.seconds
 
@@ -170,17 +175,21 @@ def main() -> None:
 
     idle(user=False)
     idle(user=True)
-    train("training")
-    train("training + user")
-    train_in_a_process()
-    image = viewer.layers["nuclei"].data
-    stack = np.stack([np.roll(image, 37 * i, axis=i % 2) for i in range(20)])
-    viewer.add_image(stack, name="stack", visible=False)
-    widget.predict.image_combo.choose(viewer.layers["stack"])
-    predict(user=False)
-    predict(user=True)
-    torch.set_num_threads(threads + 1)
-    train("training + user, torch on all cores")
+    if "training" in args.rows:
+        train("training")
+        train("training + user")
+    if "process" in args.rows:
+        train_in_a_process()
+    if "predicting" in args.rows:
+        image = viewer.layers["nuclei"].data
+        stack = np.stack([np.roll(image, 37 * i, axis=i % 2) for i in range(20)])
+        viewer.add_image(stack, name="stack", visible=False)
+        widget.predict.image_combo.choose(viewer.layers["stack"])
+        predict(user=False)
+        predict(user=True)
+    if "all-cores" in args.rows:
+        torch.set_num_threads(threads + 1)
+        train("training + user, torch on all cores")
     viewer.close()
 
     print(about)
