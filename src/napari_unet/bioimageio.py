@@ -11,8 +11,6 @@ config (class names, normalisation, history) is kept under ``config.napari_unet`
 
 import inspect
 import io
-import json
-import tempfile
 import warnings
 import zipfile
 from datetime import datetime, timezone
@@ -21,12 +19,11 @@ from pathlib import Path
 import numpy as np
 import torch
 import yaml
-from safetensors.torch import save
 
 from . import __version__, errors, model
 from .errors import ModelFileError, UNetError
 from .files import reserve
-from .io import FORMAT, load_model, model_bytes
+from .io import load_model_bytes, model_config, state_bytes
 from .segmenter import Segmenter
 
 FORMAT_VERSION = "0.5.4"
@@ -91,9 +88,7 @@ def import_model(path: str | Path) -> Segmenter:
         isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in weights.items()
     ):
         raise ModelFileError(f"{path.name} holds weights that are not a PyTorch state dict")
-    config = rdf["config"]["napari_unet"]
-    data = save(weights, metadata={FORMAT: json.dumps(config)})
-    return _load_bytes(data, path)
+    return load_model_bytes(state_bytes(weights, rdf["config"]["napari_unet"]), path.name)
 
 
 def _description(data: bytes) -> dict:
@@ -121,19 +116,6 @@ def _weights_source(rdf: dict) -> str:
     if not isinstance(source, str) or "/" in source or "\\" in source or source.startswith("."):
         raise ModelFileError(f"the package's weights are not a file inside it: {source!r}")
     return source
-
-
-def _load_bytes(data: bytes, origin: Path) -> Segmenter:
-    """A segmenter from model-file bytes, through the checks of :func:`io.load_model`."""
-    with tempfile.TemporaryDirectory() as folder:
-        temporary = Path(folder) / f"{origin.stem}.safetensors"
-        temporary.write_bytes(data)
-        try:
-            return load_model(temporary)
-        except ModelFileError as error:
-            raise ModelFileError(
-                f"{origin.name}: {str(error).replace(temporary.name, 'its model')}"
-            ) from None
 
 
 def _package_files(segmenter, name, description, authors, license, test_image) -> dict:
@@ -243,16 +225,9 @@ def _rdf(segmenter, name, description, authors, license, files) -> dict:
                     {"relative_tolerance": 1e-3, "absolute_tolerance": 1e-4}
                 ]
             },
-            "napari_unet": json.loads(_config_json(segmenter)),
+            "napari_unet": model_config(segmenter),
         },
     }
-
-
-def _config_json(segmenter: Segmenter) -> str:
-    """The napari-unet config of ``segmenter``, as its model file stores it."""
-    data = model_bytes(segmenter)
-    length = int.from_bytes(data[:8], "little")
-    return json.loads(data[8 : 8 + length])["__metadata__"][FORMAT]
 
 
 def _architecture_source() -> str:

@@ -14,16 +14,15 @@ import json
 import os
 import secrets
 import shutil
-import tempfile
 from collections.abc import Generator
 from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
 
-from .errors import UNetError
+from .errors import UNetError, os_error_message
 from .images import Normalization, as_stack
-from .io import load_model
+from .io import load_model_bytes
 from .predict import Predictor
 from .segmenter import Segmenter
 
@@ -123,8 +122,8 @@ class VolumePredictor:
             raise UNetError(f"{target} exists and is not an OME-Zarr; not replacing it")
         if not os.access(target.parent if target.parent.exists() else ".", os.W_OK):
             raise UNetError(f"cannot write into {target.parent}")
-        model_bytes = Path(model_path).read_bytes()
-        segmenter = load_model(model_path)
+        model_bytes = _read_model(Path(model_path))
+        segmenter = load_model_bytes(model_bytes, Path(model_path).name)
         array, array_path, channel_axis = open_volume(source)
         stack = as_stack(array, channel_axis)
         if stack.shape[-1] != segmenter.in_channels:
@@ -253,13 +252,20 @@ def predict_chunk(job: Job, chunk: Chunk) -> None:
         output[chunk.z, chunk.y0 : chunk.y1, chunk.x0 : chunk.x1] = labels
 
 
+def _read_model(path: Path) -> bytes:
+    """A model file's bytes, read once (the workers get these bytes, not the path)."""
+    if not path.is_file():
+        raise UNetError(f"{path} does not exist or is not a model file")
+    try:
+        return path.read_bytes()
+    except OSError as error:
+        raise UNetError(f"cannot read {path}: {os_error_message(error)}") from None
+
+
 def _model(job: Job) -> Segmenter:
     """The job's model, loaded once per process (by the fingerprint of its bytes)."""
     if job.fingerprint not in _MODELS:
-        with tempfile.TemporaryDirectory() as folder:
-            path = Path(folder) / "model.safetensors"
-            path.write_bytes(job.model)
-            segmenter = load_model(path)
+        segmenter = load_model_bytes(job.model)
         segmenter.normalization = Normalization(**job.normalization)
         _MODELS.clear()
         _MODELS[job.fingerprint] = segmenter

@@ -7,6 +7,7 @@ written through a temporary file and renamed (see :mod:`napari_unet.files`), so 
 leaves half a model, and an existing file is only replaced when asked to.
 """
 
+import io
 import json
 import math
 import os
@@ -61,9 +62,16 @@ def save_model(segmenter: Segmenter, path: str | Path, overwrite: bool = False) 
 
 def model_bytes(segmenter: Segmenter) -> bytes:
     """The content of a model file for ``segmenter``."""
+    config = model_config(segmenter)
+    state = {k: v.detach().cpu().contiguous() for k, v in segmenter.net.state_dict().items()}
+    return state_bytes(state, config)
+
+
+def model_config(segmenter: Segmenter) -> dict:
+    """The config a model file stores: architecture, classes, normalisation, history."""
     if not isinstance(segmenter, Segmenter):
         raise UNetError(f"a trained Segmenter is needed to save a model, not {type(segmenter)}")
-    config = {
+    return {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
         "napari_unet_version": __version__,
@@ -72,7 +80,10 @@ def model_bytes(segmenter: Segmenter) -> bytes:
         "normalization": segmenter.normalization.to_dict(),
         "history": segmenter.history,
     }
-    state = {k: v.detach().cpu().contiguous() for k, v in segmenter.net.state_dict().items()}
+
+
+def state_bytes(state: dict, config: dict) -> bytes:
+    """A model file's content from weights and a config (checked only when loaded)."""
     return save(state, metadata={FORMAT: json.dumps(config)})
 
 
@@ -107,13 +118,21 @@ def load_model(path: str | Path) -> Segmenter:
     name = path.name
     try:
         with open(path, "rb") as file:
-            config, architecture, end = _read_header(file, name)
+            _, _, end = _read_header(file, name)
             if os.fstat(file.fileno()).st_size != end:
                 raise ModelFileError(f"{name} is damaged: its size does not match its header")
             file.seek(0)
             data = file.read(end)
     except OSError as error:
         raise ModelFileError(f"cannot read {path}: {os_error_message(error)}") from None
+    return load_model_bytes(data, name)
+
+
+def load_model_bytes(data: bytes, name: str = "the model") -> Segmenter:
+    """A model from the content of a model file, checked as :func:`load_model` checks files."""
+    config, architecture, end = _read_header(io.BytesIO(data), name)
+    if len(data) != end:
+        raise ModelFileError(f"{name} is damaged: its size does not match its header")
     try:
         state = load(data)
         net = UNet(architecture)
