@@ -172,9 +172,11 @@ class VolumePredictor:
                     future.result()
                     yield done, len(chunks)
             self._write_levels()
+            previous = self.folder.with_name(f"{self.folder.name}-replaced")
             if self.target.exists():
-                shutil.rmtree(self.target)
+                os.replace(self.target, previous)
             os.replace(self.folder, self.target)
+            shutil.rmtree(previous, ignore_errors=True)
         finally:
             shutil.rmtree(self.folder, ignore_errors=True)
         return self.target

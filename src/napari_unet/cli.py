@@ -1,4 +1,4 @@
-"""``napari-unet train | predict | info | demo``: the engine from the command line."""
+"""``napari-unet train | predict | export | info | demo``: the engine from the command line."""
 
 import argparse
 import contextlib
@@ -119,7 +119,12 @@ def _parser() -> argparse.ArgumentParser:
         help="TIFF of the image's spatial shape: 0 = none, 1 = background, 2.. = classes",
     )
     train.add_argument("-o", "--output", type=Path, required=True, help="model file to write")
-    train.add_argument("--from", dest="start", type=Path, help="model to fine-tune")
+    train.add_argument(
+        "--from",
+        dest="start",
+        type=Path,
+        help="model to fine-tune (a model file or a bioimage.io package exported by us)",
+    )
     train.add_argument(
         "--objects",
         action="store_true",
@@ -153,10 +158,18 @@ def _parser() -> argparse.ArgumentParser:
     _common(train, "replace an existing model file")
     train.set_defaults(command=_train)
 
-    predict = commands.add_parser("predict", help="predict a TIFF image with a model")
+    predict = commands.add_parser(
+        "predict", help="predict a TIFF image, or a zarr / OME-Zarr volume, with a model"
+    )
     predict.add_argument("model", type=Path)
-    predict.add_argument("image", type=Path)
-    predict.add_argument("-o", "--output", type=Path, required=True, help="labels TIFF to write")
+    predict.add_argument("image", type=Path, help="TIFF image, or a zarr / OME-Zarr folder")
+    predict.add_argument(
+        "-o",
+        "--output",
+        type=Path,
+        required=True,
+        help="labels TIFF to write (an OME-Zarr folder for a zarr input)",
+    )
     predict.add_argument("--probabilities", type=Path, help="also write class probabilities")
     predict.add_argument("--instances", type=Path, help="also write object ids (instances)")
     predict.add_argument(
@@ -179,7 +192,40 @@ def _parser() -> argparse.ArgumentParser:
     _common(predict, "replace existing output files")
     predict.set_defaults(command=_predict)
 
-    info = commands.add_parser("info", help="describe a model file")
+    predict.add_argument(
+        "--chunk",
+        type=_integer(32, 16384),
+        default=1024,
+        help="zarr input: side of the output chunks predicted as one task (default 1024)",
+    )
+    cluster = predict.add_mutually_exclusive_group()
+    cluster.add_argument(
+        "--workers",
+        type=_integer(1, 1024),
+        help="zarr input: predict on a local dask cluster of this many worker processes",
+    )
+    cluster.add_argument(
+        "--scheduler",
+        metavar="ADDRESS",
+        help="zarr input: predict on the dask.distributed cluster of this scheduler",
+    )
+
+    export = commands.add_parser(
+        "export", help="write a model as a bioimage.io package (Fiji, ilastik, QuPath, zoo)"
+    )
+    export.add_argument("model", type=Path)
+    export.add_argument("-o", "--output", type=Path, required=True, help="package .zip to write")
+    export.add_argument("--name", help="the model's name (default: from its classes)")
+    export.add_argument("--description", help="one sentence on what the model segments")
+    export.add_argument("--author", action="append", help="an author's name (repeat for several)")
+    export.add_argument("--license", default="CC-BY-4.0", help="SPDX licence of the weights")
+    export.add_argument(
+        "--test-image", type=Path, help="TIFF whose top-left corner becomes the test input"
+    )
+    export.add_argument("--overwrite", action="store_true", help="replace an existing package")
+    export.set_defaults(command=_export)
+
+    info = commands.add_parser("info", help="describe a model file or bioimage.io package")
     info.add_argument("model", type=Path)
     info.set_defaults(command=_info)
 
@@ -203,7 +249,7 @@ def _train(args) -> int:
     from .annotations import MAX_CLASSES, check_annotations
     from .device import describe
     from .files import reserve
-    from .io import load_model, model_bytes, not_a_model, weights_bytes
+    from .io import model_bytes, not_a_model, weights_bytes
     from .model import UNetConfig
     from .train import Trainer, TrainSettings
 
@@ -213,7 +259,7 @@ def _train(args) -> int:
         from .annotations import objects_to_classes
 
         annotations = objects_to_classes(annotations)
-    start = load_model(args.start) if args.start else None
+    start = _load_model(args.start) if args.start else None
     steps = args.steps if args.steps is not None else (None if args.time_limit else 1000)
     settings = TrainSettings(
         steps=steps,
@@ -275,11 +321,14 @@ def _follow_training(run):
 
 def _predict(args) -> int:
     from .files import reserve
-    from .io import load_model
     from .objects import ObjectSettings
     from .predict import Predictor
 
-    segmenter = load_model(args.model)
+    if args.image.is_dir():
+        return _predict_volume(args)
+    if args.workers or args.scheduler:
+        raise UNetError("--workers and --scheduler are for zarr / OME-Zarr inputs")
+    segmenter = _load_model(args.model)
     image, channel_axis = _read_image(args.image, args.channel_axis)
     predictor = Predictor(
         segmenter,
@@ -322,10 +371,78 @@ def _predict(args) -> int:
     return 0
 
 
-def _info(args) -> int:
+def _predict_volume(args) -> int:
+    """A zarr / OME-Zarr input, predicted chunk by chunk into OME-Zarr labels."""
+    from .chunked import VolumePredictor, cluster_client
+
+    if args.probabilities or args.instances:
+        raise UNetError(
+            "zarr inputs give class labels only; --probabilities and --instances need a TIFF"
+        )
+    if args.image.resolve() == args.output.resolve():
+        raise UNetError("the output must not be the input")
+    predictor = VolumePredictor(
+        args.model,
+        args.image,
+        args.output,
+        chunk=args.chunk,
+        device=args.device,
+        overwrite=args.overwrite,
+    )
+    client = (
+        cluster_client(args.workers, args.scheduler) if args.workers or args.scheduler else None
+    )
+    started = time.perf_counter()
+    try:
+        for done, total in predictor.run(client):
+            if done == total or done % max(1, total // 20) == 0:
+                print(f"chunk {done}/{total}  {time.perf_counter() - started:.1f} s", flush=True)
+    finally:
+        if client is not None:
+            client.close()
+            if args.workers:
+                client.cluster.close()
+    print(f"wrote {args.output}")
+    return 0
+
+
+def _export(args) -> int:
+    from .bioimageio import export_model
+
+    segmenter = _load_model(args.model)
+    test_image = None
+    if args.test_image:
+        test_image, channel_axis = _read_image(args.test_image, None)
+        if test_image.ndim == 3 and channel_axis is None:
+            test_image = test_image[0]
+        test_image = test_image[:256, :256]
+    path = export_model(
+        segmenter,
+        args.output,
+        name=args.name,
+        description=args.description,
+        authors=args.author,
+        license=args.license,
+        test_image=test_image,
+        overwrite=args.overwrite,
+    )
+    print(f"wrote {path}")
+    return 0
+
+
+def _load_model(path: Path):
+    """A model file, or a bioimage.io package exported by napari-unet."""
+    if path.suffix.lower() == ".zip" or path.name == "rdf.yaml":
+        from .bioimageio import import_model
+
+        return import_model(path)
     from .io import load_model
 
-    segmenter = load_model(args.model)
+    return load_model(path)
+
+
+def _info(args) -> int:
+    segmenter = _load_model(args.model)
     print(segmenter.describe())
     for i, entry in enumerate(segmenter.history, start=1):
         dice = entry.get("validation_dice")
