@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from .errors import UNetError, os_error_message
+from .objects import ObjectSettings
 
 TIFF_MAGIC = (b"II*\0", b"MM\0*", b"II+\0", b"MM\0+")
 INSTALL_QT = 'install a Qt binding: pip install "napari[all]" (or pip install PyQt6)'
@@ -175,17 +176,20 @@ def _parser() -> argparse.ArgumentParser:
     predict.add_argument(
         "--instances-class", type=_integer(2, 64), default=2, help="class id of the objects"
     )
+    objects = ObjectSettings()
     predict.add_argument(
         "--split",
         type=_number(0, 1),
-        default=0.5,
-        help="how eagerly touching objects are split: 0 never, 1 at any dip (default 0.5)",
+        default=objects.split,
+        help="how eagerly touching objects are split: 0 never, 1 at any dip "
+        f"(default {objects.split:g})",
     )
     predict.add_argument(
         "--min-size",
         type=_integer(0, 2**31),
-        default=0,
-        help="objects smaller than this many pixels are merged or dropped",
+        default=objects.min_size,
+        help="objects smaller than this many pixels are merged or dropped "
+        f"(default {objects.min_size})",
     )
     predict.add_argument("--tile-size", type=_integer(16, 16384))
     predict.add_argument("--batch-size", type=_integer(1, 1024))
@@ -321,7 +325,6 @@ def _follow_training(run):
 
 def _predict(args) -> int:
     from .files import reserve
-    from .objects import ObjectSettings
     from .predict import Predictor
 
     if args.image.is_dir():
