@@ -181,6 +181,9 @@ def main() -> None:
     if "process" in args.rows:
         train_in_a_process()
     if "predicting" in args.rows:
+        if widget.session.model is None:
+            train("(a model to predict with)")
+            rows.pop()
         image = viewer.layers["nuclei"].data
         stack = np.stack([np.roll(image, 37 * i, axis=i % 2) for i in range(20)])
         viewer.add_image(stack, name="stack", visible=False)

@@ -208,9 +208,9 @@ class PredictSection(QGroupBox):
         of the image's shape, into which a slice is copied at the end.
 
         Unedited results of an earlier prediction are reused; new layers are added one per
-        turn of the event loop (each costs napari tens of milliseconds), and the worker
-        starts after the last (adding a layer while it runs waits for Python's lock); in the
-        meantime their place in the lists is None.
+        turn of the event loop (each costs napari tens of milliseconds, so several outputs
+        are several short stalls, not one long one), and the worker starts after the last;
+        in the meantime their place in the lists is None.
         """
         model, viewer = self.session.model, self.session.viewer
         shape = spatial_shape(image)
