@@ -241,6 +241,21 @@ def test_save_and_load_model(dock, qtbot, tiny, tmp_path, notes):
     assert "Cannot load the model" in messages(notes)
 
 
+def test_export_a_bioimageio_package_and_load_it_back(dock, qtbot, tiny, tmp_path, notes):
+    viewer, widget = dock
+    tiny(widget)
+    train(qtbot, widget)
+    worker = widget.model.export(tmp_path / "nuclei.zip")
+    assert not widget.model.export_button.isEnabled(), "one export at a time"
+    qtbot.waitUntil(lambda: widget.model.exporting is None, timeout=WAIT_MS)
+    assert worker is not None and (tmp_path / "nuclei.zip").stat().st_size > 0
+    assert "Exported nuclei.zip" in messages(notes)
+    assert widget.model.export_button.isEnabled()
+    widget.session.set_model(None)
+    widget.model.load(tmp_path / "nuclei.zip")
+    assert widget.session.model.class_names == ["background", "nucleus"]
+
+
 def test_stop_keeps_the_best_weights(dock, qtbot, tiny):
     viewer, widget = dock
     tiny(widget, TrainSettings(**{**vars(TINY), "steps": 100_000}))

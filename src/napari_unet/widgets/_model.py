@@ -1,5 +1,7 @@
 """Model: the current model, the device it runs on, and its safe model files."""
 
+import copy
+import functools
 import os
 from pathlib import Path
 
@@ -17,13 +19,16 @@ from qtpy.QtWidgets import (
 )
 
 from .. import autosave
+from ..bioimageio import export_model, import_model
 from ..device import describe, resolve_device
 from ..errors import UNetError
 from ..io import SUFFIX, load_model, save_model
 from ..segmenter import Segmenter
+from . import _jobs
 from ._session import LOADED, Session, confirm_replace
 
 FILE_FILTER = f"napari-unet model (*{SUFFIX})"
+PACKAGE_FILTER = "bioimage.io model package (*.zip)"
 
 
 def available_devices() -> list[tuple[str, str]]:
@@ -84,6 +89,12 @@ class ModelSection(QGroupBox):
         self.load_button.clicked.connect(self._ask_load)
         self.save_button = QPushButton("Save…")
         self.save_button.clicked.connect(self._ask_save)
+        self.export_button = QPushButton("Export…")
+        self.export_button.setToolTip(
+            "Write a bioimage.io model package (.zip) for Fiji, ilastik, QuPath or the model zoo"
+        )
+        self.export_button.clicked.connect(self._ask_export)
+        self.exporting = None
 
         form = QFormLayout()
         form.addRow("Device", self.device)
@@ -94,6 +105,7 @@ class ModelSection(QGroupBox):
         buttons = QHBoxLayout()
         buttons.addWidget(self.load_button)
         buttons.addWidget(self.save_button)
+        buttons.addWidget(self.export_button)
         layout = QVBoxLayout(self)
         layout.addWidget(self.description)
         layout.addWidget(self.file)
@@ -136,13 +148,31 @@ class ModelSection(QGroupBox):
         show_info(f"Model saved as {path.name}: its folder is shown under Model.")
         return path
 
+    def export(self, path: str | Path):
+        """Write the current model as a bioimage.io package in the background (replacing
+        ``path``: the file dialog asked); returns the worker."""
+        if self.session.model is None:
+            show_error("There is no model to export yet: train or load one first.")
+            return None
+        run = functools.partial(
+            export_model, copy.deepcopy(self.session.model), path, overwrite=True
+        )
+        self.exporting = _jobs.start(
+            run,
+            returned=self._exported,
+            errored=functools.partial(_jobs.notify_error, "Export"),
+            finished=self._export_finished,
+        )
+        self._sync()
+        return self.exporting
+
     def load(self, path: str | Path) -> None:
-        """Make the model in ``path`` the current one (asking first if the current one is in
-        no file)."""
+        """Make the model in ``path`` (a model file or a bioimage.io package exported by
+        napari-unet) the current one, asking first if the current one is in no file."""
         if not confirm_replace(self.session, self):
             return
         try:
-            model = load_model(path)
+            model = import_model(path) if Path(path).suffix == ".zip" else load_model(path)
         except (UNetError, OSError) as error:
             show_error(f"Cannot load the model: {error}")
             return
@@ -157,9 +187,24 @@ class ModelSection(QGroupBox):
             self.save(dialog.selectedFiles()[0])
 
     def _ask_load(self) -> None:
-        path, _ = QFileDialog.getOpenFileName(self, "Load model", "", FILE_FILTER)
+        filters = f"{FILE_FILTER};;{PACKAGE_FILTER}"
+        path, _ = QFileDialog.getOpenFileName(self, "Load model", "", filters)
         if path:
             self.load(path)
+
+    def _ask_export(self) -> None:
+        dialog = QFileDialog(self, "Export as bioimage.io package", "model.zip", PACKAGE_FILTER)
+        dialog.setAcceptMode(QFileDialog.AcceptMode.AcceptSave)
+        dialog.setDefaultSuffix("zip")
+        if dialog.exec():
+            self.export(dialog.selectedFiles()[0])
+
+    def _exported(self, path: Path) -> None:
+        show_info(f"Exported {path.name}, a bioimage.io model package.")
+
+    def _export_finished(self) -> None:
+        self.exporting = None
+        self._sync()
 
     def _device_chosen(self, index=None) -> None:
         self.session.device = self.device.currentData() or "auto"
@@ -176,6 +221,7 @@ class ModelSection(QGroupBox):
         self.file.setToolTip(str(file) if shown else "")
         self.file.setVisible(bool(self.file.text()))
         self.save_button.setEnabled(model is not None)
+        self.export_button.setEnabled(model is not None and self.exporting is None)
         self.load_button.setEnabled(not training)
         self.open_button.setEnabled(not training and self.recent.count() > 0)
         self.device.setEnabled(not training)
