@@ -25,7 +25,7 @@ import torch
 from _common import OtherLoad, machine, table
 from qtpy.QtCore import QEventLoop, QTimer
 
-from napari_unet import autosave
+from napari_unet import PLUGIN, autosave
 from napari_unet.samples import nuclei, nuclei_annotations
 from napari_unet.train import Trainer, TrainSettings
 from napari_unet.widgets import _jobs
@@ -129,8 +129,8 @@ def main() -> None:
 
     viewer = napari.Viewer(title="responsiveness")
     viewer.window.resize(1400, 1000)
-    viewer.open_sample("napari-unet", "nuclei_annotated")
-    _, widget = viewer.window.add_plugin_dock_widget("napari-unet", "U-Net")
+    viewer.open_sample(PLUGIN, "nuclei_annotated")
+    _, widget = viewer.window.add_plugin_dock_widget(PLUGIN, "U-Net")
     threads = torch.get_num_threads()
     about = machine()
     _jobs.warm_up().join()

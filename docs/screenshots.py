@@ -22,7 +22,7 @@ from qtpy.QtCore import QEventLoop, QTimer
 from qtpy.QtWidgets import QScrollArea
 from scipy import ndimage
 
-from napari_unet import autosave
+from napari_unet import PLUGIN, autosave
 from napari_unet.annotations import from_instances
 from napari_unet.samples import nuclei_instances
 from napari_unet.widgets._layers import CLASS_NAMES_KEY, class_colormap
@@ -48,15 +48,15 @@ def shot(viewer, name: str) -> None:
 
 
 def open_viewer():
-    viewer = napari.Viewer(title="napari-unet")
+    viewer = napari.Viewer(title=PLUGIN)
     viewer.window.resize(1500, 1000)
     return viewer
 
 
 def nuclei_loop() -> None:
     viewer = open_viewer()
-    viewer.open_sample("napari-unet", "nuclei_annotated")
-    _, widget = viewer.window.add_plugin_dock_widget("napari-unet", "U-Net")
+    viewer.open_sample(PLUGIN, "nuclei_annotated")
+    _, widget = viewer.window.add_plugin_dock_widget(PLUGIN, "U-Net")
     annotations = viewer.layers["nuclei annotations"]
     annotations.mode = "paint"
     annotations.selected_label = 2
@@ -103,7 +103,7 @@ def stack_prediction() -> None:
     frame[20][dark & stripes & (instances == 0)] = 1
     viewer = open_viewer()
     viewer.add_image(image, name="huh7", colormap="gray")
-    _, widget = viewer.window.add_plugin_dock_widget("napari-unet", "U-Net")
+    _, widget = viewer.window.add_plugin_dock_widget(PLUGIN, "U-Net")
     viewer.add_labels(
         frame,
         name="huh7 annotations",
@@ -127,8 +127,8 @@ def objects() -> None:
     """Each nucleus of the top rows painted with its own id, and the objects predicted."""
     viewer = open_viewer()
     viewer.window.resize(1500, 1180)
-    viewer.open_sample("napari-unet", "nuclei")
-    _, widget = viewer.window.add_plugin_dock_widget("napari-unet", "U-Net")
+    viewer.open_sample(PLUGIN, "nuclei")
+    _, widget = viewer.window.add_plugin_dock_widget(PLUGIN, "U-Net")
     widget.annotate.paint_mode.setCurrentIndex(widget.annotate.paint_mode.findData("objects"))
     annotations = widget.annotate.new_annotations()
     instances = nuclei_instances()[:128]

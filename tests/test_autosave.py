@@ -18,7 +18,7 @@ def home(tmp_path, monkeypatch):
 def test_the_folder_follows_the_variable(home, monkeypatch):
     assert autosave.folder() == home / "models"
     monkeypatch.delenv(autosave.HOME_VARIABLE)
-    assert autosave.folder().name == "models" and "napari-unet" in str(autosave.folder())
+    assert autosave.folder().name == "models" and "napari-unet-loop" in str(autosave.folder())
 
 
 def test_a_kept_model_loads_and_is_listed(trained, home):

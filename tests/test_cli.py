@@ -38,7 +38,7 @@ def names(folder) -> list[str]:
 
 def one_error_line(capsys, message: str) -> str:
     err = capsys.readouterr().err.strip()
-    assert err.startswith("napari-unet: error:") and message in err, err
+    assert err.startswith("napari-unet-loop: error:") and message in err, err
     assert len(err.splitlines()) == 1, err
     return err
 
@@ -308,7 +308,7 @@ def test_sigterm_during_training_cleans_up_and_exits_143(files):
     finally:
         process.kill()
     assert process.returncode == 143
-    assert err.strip() == "napari-unet: terminated; no partial output was left"
+    assert err.strip() == "napari-unet-loop: terminated; no partial output was left"
     assert names(files) == ["annotations.tif", "image.tif"]
 
 

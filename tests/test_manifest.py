@@ -1,15 +1,16 @@
 import numpy as np
 from npe2 import PluginManager
 
-from napari_unet import _sample_data
+from napari_unet import PLUGIN, _sample_data
 from napari_unet.samples import nuclei_instances
 
 
 def test_manifest_is_valid_and_registered():
     manager = PluginManager()
     manager.discover()
-    manifest = manager.get_manifest("napari-unet")
-    assert manifest.display_name == "U-Net segmentation"
+    manifest = manager.get_manifest(PLUGIN)
+    assert manifest.name == "napari-unet-loop"
+    assert manifest.display_name == "U-Net loop"
     assert [w.display_name for w in manifest.contributions.widgets] == ["U-Net"]
     assert {s.key for s in manifest.contributions.sample_data} == {"nuclei", "nuclei_annotated"}
 

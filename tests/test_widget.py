@@ -9,7 +9,7 @@ import torch
 from napari.utils.notifications import notification_manager
 from qtpy.QtCore import QThreadPool, QTimer
 
-from napari_unet import autosave
+from napari_unet import PLUGIN, autosave
 from napari_unet import predict as predict_module
 from napari_unet.samples import nuclei
 from napari_unet.train import Trainer, TrainSettings
@@ -43,8 +43,8 @@ def messages(notes) -> str:
 def dock(make_napari_viewer):
     """A viewer with the annotated nuclei sample and the U-Net dock, found by the manifest."""
     viewer = make_napari_viewer()
-    viewer.open_sample("napari-unet", "nuclei_annotated")
-    _, widget = viewer.window.add_plugin_dock_widget("napari-unet", "U-Net")
+    viewer.open_sample(PLUGIN, "nuclei_annotated")
+    _, widget = viewer.window.add_plugin_dock_widget(PLUGIN, "U-Net")
     return viewer, widget
 
 
@@ -101,8 +101,8 @@ def long_stack(viewer, widget: UNetWidget, slices: int = 200):
 def test_manifest_names_the_plugin(dock):
     from npe2 import PluginManager
 
-    manifest = PluginManager.instance().get_manifest("napari-unet")
-    assert manifest.display_name == "U-Net segmentation"
+    manifest = PluginManager.instance().get_manifest(PLUGIN)
+    assert manifest.display_name == "U-Net loop"
     assert [w.display_name for w in manifest.contributions.widgets] == ["U-Net"]
     assert isinstance(dock[1], UNetWidget)
 
@@ -294,7 +294,7 @@ def test_closing_the_viewer_mid_training_and_prediction_stops_the_workers(
     make_napari_viewer, qtbot, tiny
 ):
     viewer = make_napari_viewer()
-    viewer.open_sample("napari-unet", "nuclei_annotated")
+    viewer.open_sample(PLUGIN, "nuclei_annotated")
     widget = UNetWidget(viewer)
     viewer.window.add_dock_widget(widget)
     long_stack(viewer, widget)

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 from skimage.measure import label as connected_components
 
-from napari_unet import autosave
+from napari_unet import PLUGIN, autosave
 from napari_unet.train import TrainSettings
 from napari_unet.widgets import UNetWidget
 from napari_unet.widgets._layers import PAINT_KEY, training_annotations
@@ -22,9 +22,9 @@ def home(tmp_path, monkeypatch):
 @pytest.fixture
 def dock(make_napari_viewer, monkeypatch):
     viewer = make_napari_viewer()
-    viewer.open_sample("napari-unet", "nuclei")
+    viewer.open_sample(PLUGIN, "nuclei")
     monkeypatch.setattr("napari_unet.widgets._train.TrainSection.settings", lambda self: TINY)
-    _, widget = viewer.window.add_plugin_dock_widget("napari-unet", "U-Net")
+    _, widget = viewer.window.add_plugin_dock_widget(PLUGIN, "U-Net")
     return viewer, widget
 
 
@@ -85,7 +85,7 @@ def test_switching_the_paint_mode_keeps_the_pixels(dock):
 
 def test_objects_of_a_class_use_the_split_setting(dock, qtbot):
     viewer, widget = dock
-    viewer.open_sample("napari-unet", "nuclei_annotated")
+    viewer.open_sample(PLUGIN, "nuclei_annotated")
     widget.annotate.annotations_combo.choose(viewer.layers["nuclei annotations"])
     widget.train.start()
     qtbot.waitUntil(lambda: widget.train.worker is None, timeout=WAIT_MS)

@@ -7,7 +7,7 @@ from napari.utils.notifications import notification_manager
 from qtpy.QtCore import Qt
 from qtpy.QtWidgets import QMessageBox
 
-from napari_unet import autosave
+from napari_unet import PLUGIN, autosave
 from napari_unet.train import TrainSettings
 from napari_unet.widgets import UNetWidget
 
@@ -38,11 +38,11 @@ def demo(make_napari_viewer, monkeypatch):
     """What ``napari-unet demo`` does: the annotated sample, then the dock from the manifest;
     the dock trains tiny models. Returns (viewer, dock widget, U-Net widget)."""
     viewer = make_napari_viewer()
-    viewer.open_sample("napari-unet", "nuclei_annotated")
+    viewer.open_sample(PLUGIN, "nuclei_annotated")
     monkeypatch.setattr(
         "napari_unet.widgets._train.TrainSection.settings", lambda self: self._test_settings
     )
-    dock_widget, widget = viewer.window.add_plugin_dock_widget("napari-unet", "U-Net")
+    dock_widget, widget = viewer.window.add_plugin_dock_widget(PLUGIN, "U-Net")
     widget.train._test_settings = TINY
     return viewer, dock_widget, widget
 
@@ -85,7 +85,7 @@ def test_closing_the_dock_while_training_keeps_the_model(demo, qtbot, notes):
     (kept,) = autosave.kept()
     assert session.model_file == kept.path
 
-    _, again = viewer.window.add_plugin_dock_widget("napari-unet", "U-Net")
+    _, again = viewer.window.add_plugin_dock_widget(PLUGIN, "U-Net")
     assert again is not widget and again.session is session
     assert "No model yet" not in again.model.description.text()
     assert again.train.resume.isChecked()

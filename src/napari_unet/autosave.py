@@ -1,7 +1,8 @@
 """Every trained model kept: a copy of each training round in a per-user folder, newest first.
 
-The folder is ``platformdirs.user_data_dir("napari-unet")/models``, or ``$NAPARI_UNET_HOME/models``
-when that variable is set. Only the newest :data:`KEEP` copies stay; older ones are deleted.
+The folder is ``platformdirs.user_data_dir("napari-unet-loop")/models``, or
+``$NAPARI_UNET_HOME/models`` when that variable is set. Only the newest :data:`KEEP` copies
+stay; older ones are deleted.
 """
 
 import os
@@ -13,6 +14,7 @@ from pathlib import Path
 
 import platformdirs
 
+from . import PLUGIN
 from .errors import UNetError
 from .io import SUFFIX, save_model
 from .segmenter import Segmenter
@@ -34,7 +36,7 @@ class KeptModel:
 def folder() -> Path:
     """The folder of kept models (not created)."""
     home = os.environ.get(HOME_VARIABLE)
-    base = Path(home) if home else Path(platformdirs.user_data_dir("napari-unet"))
+    base = Path(home) if home else Path(platformdirs.user_data_dir(PLUGIN))
     return base / "models"
 
 

@@ -1,4 +1,5 @@
-"""``napari-unet train | predict | export | info | demo``: the engine from the command line."""
+"""``napari-unet-loop train | predict | export | info | demo``: the engine from the command
+line."""
 
 import argparse
 import contextlib
@@ -13,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
+from . import PLUGIN, __version__
 from .errors import UNetError, os_error_message
 from .objects import ObjectSettings
 
@@ -40,15 +42,15 @@ def main(argv: list[str] | None = None) -> int:
         except MemoryError:
             return _fail("out of memory: use a smaller image, model, tile or batch size")
         except Terminated:
-            print("napari-unet: terminated; no partial output was left", file=sys.stderr)
+            print(f"{PLUGIN}: terminated; no partial output was left", file=sys.stderr)
             return 143
         except KeyboardInterrupt:
-            print("napari-unet: interrupted; no partial output was left", file=sys.stderr)
+            print(f"{PLUGIN}: interrupted; no partial output was left", file=sys.stderr)
             return 130
 
 
 def _fail(message: str) -> int:
-    print(f"napari-unet: error: {message}", file=sys.stderr)
+    print(f"{PLUGIN}: error: {message}", file=sys.stderr)
     return 2
 
 
@@ -74,7 +76,7 @@ class _Parser(argparse.ArgumentParser):
 
     def error(self, message: str):
         command = self.prog.partition(" ")[2]
-        self.exit(2, f"napari-unet: error: {command + ': ' if command else ''}{message}\n")
+        self.exit(2, f"{PLUGIN}: error: {command + ': ' if command else ''}{message}\n")
 
 
 def _integer(low: int, high: int, multiple: int = 1):
@@ -109,7 +111,8 @@ def _number(low: float, high: float = math.inf, above: bool = False):
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="napari-unet", description=__doc__)
+    parser = _Parser(prog=PLUGIN, description=__doc__)
+    parser.add_argument("--version", action="version", version=f"{PLUGIN} {__version__}")
     commands = parser.add_subparsers(required=True, metavar="COMMAND")
 
     train = commands.add_parser("train", help="train a model on annotated TIFF images")
@@ -466,9 +469,9 @@ def _demo(args) -> int:
     except ImportError as error:
         raise UNetError(f"napari cannot open a window ({error}); {INSTALL_QT}") from None
 
-    viewer = napari.Viewer(title="napari-unet demo")
-    viewer.open_sample("napari-unet", "nuclei_annotated")
-    viewer.window.add_plugin_dock_widget("napari-unet", "U-Net")
+    viewer = napari.Viewer(title=f"{PLUGIN} demo")
+    viewer.open_sample(PLUGIN, "nuclei_annotated")
+    viewer.window.add_plugin_dock_widget(PLUGIN, "U-Net")
     napari.run()
     return 0
 
