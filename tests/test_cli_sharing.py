@@ -33,7 +33,7 @@ def test_export_info_and_fine_tune_from_a_package(
 
 
 def test_a_zarr_volume_is_predicted_into_ome_zarr(model_file, image, tmp_path, capsys):
-    zarr = pytest.importorskip("zarr")
+    zarr = pytest.importorskip("zarr", minversion="3")
     source = tmp_path / "in.zarr"
     zarr.open_array(str(source), mode="w", shape=(2, 128, 160), dtype=image.dtype)[...] = np.stack(
         [image[:128, :160], image[128:256, 160:320]]

@@ -42,6 +42,7 @@ def patch_offsets(
     offsets = torch.stack([c * y - s * x, s * y + c * x], -1)
     coarse = torch.randn(batch, 2, 3, 3, generator=generator, device=device) * elastic_sigma
     elastic = F.interpolate(coarse, size=(size, size), mode="bicubic", align_corners=True)
+    elastic = elastic.clamp(-3 * elastic_sigma, 3 * elastic_sigma)
     return offsets + elastic.permute(0, 2, 3, 1)
 
 
@@ -56,5 +57,8 @@ def vary_gray_values(images: torch.Tensor, generator: torch.Generator) -> torch.
 
 
 def crop_size(size: int) -> int:
-    """The side of the region a ``size`` patch can reach under any rotation and scale."""
-    return int(math.ceil(size * SCALES[1] * math.sqrt(2) / 2)) * 2 + 8
+    """The side of the region a ``size`` patch can reach under any rotation and scale, plus
+    three standard deviations of the elastic displacement on each side."""
+    return int(math.ceil(size * SCALES[1] * math.sqrt(2) / 2)) * 2 + 2 * math.ceil(
+        3 * ELASTIC_SIGMA
+    )

@@ -5,6 +5,7 @@ The folder is ``platformdirs.user_data_dir("napari-unet-loop")/models``, or
 stay; older ones are deleted.
 """
 
+import contextlib
 import os
 import re
 import secrets
@@ -53,7 +54,8 @@ def keep(segmenter: Segmenter, keep_last: int = KEEP) -> Path:
     except (UNetError, OSError) as error:
         raise UNetError(f"cannot keep a copy of the model in {folder()}: {error}") from error
     for old in kept()[keep_last:]:
-        old.path.unlink(missing_ok=True)
+        with contextlib.suppress(OSError):
+            old.path.unlink(missing_ok=True)
     return path
 
 

@@ -25,6 +25,7 @@ from .images import Normalization, as_stack
 from .io import load_model_bytes
 from .predict import Predictor
 from .segmenter import Segmenter
+from .tiling import context
 
 DEFAULT_CHUNK = 1024
 SMALLEST_LEVEL = 256
@@ -57,11 +58,24 @@ class Job:
     device: str
 
 
+def _zarr():
+    """The zarr module (version 3), or a UNetError saying how to install it."""
+    try:
+        import zarr
+    except ImportError:
+        zarr = None
+    if zarr is None or int(zarr.__version__.split(".")[0]) < 3:
+        raise UNetError(
+            "zarr volumes need zarr 3 and dask.distributed: "
+            'pip install "napari-unet-loop[cluster]"'
+        )
+    return zarr
+
+
 def open_volume(path: str | Path) -> tuple[object, str, int | None]:
     """A zarr array (plain, or level 0 of an OME-Zarr image), its path in the store, and its
     channel axis (from the OME-Zarr axes; None for a plain array)."""
-    import zarr
-
+    zarr = _zarr()
     path = Path(path)
     if not path.exists():
         raise UNetError(f"{path} does not exist")
@@ -120,6 +134,13 @@ class VolumePredictor:
             raise UNetError(f"{target} exists; choose another output or allow replacing it")
         if target.exists() and not (target / ".zattrs").exists():
             raise UNetError(f"{target} exists and is not an OME-Zarr; not replacing it")
+        inside = Path(source).resolve(), target.resolve()
+        if (
+            inside[0] == inside[1]
+            or inside[1] in inside[0].parents
+            or (inside[0] in inside[1].parents)
+        ):
+            raise UNetError("the output must be neither the input nor inside it, nor contain it")
         if not os.access(target.parent if target.parent.exists() else ".", os.W_OK):
             raise UNetError(f"cannot write into {target.parent}")
         model_bytes = _read_model(Path(model_path))
@@ -150,7 +171,7 @@ class VolumePredictor:
             model_bytes,
             hashlib.sha256(model_bytes).hexdigest(),
             normalization.to_dict(),
-            4 * multiple,
+            context(multiple),
             device,
         )
 
@@ -175,32 +196,41 @@ class VolumePredictor:
             previous = self.folder.with_name(f"{self.folder.name}-replaced")
             if self.target.exists():
                 os.replace(self.target, previous)
-            os.replace(self.folder, self.target)
+            try:
+                os.replace(self.folder, self.target)
+            except OSError:
+                if previous.exists():
+                    os.replace(previous, self.target)
+                raise
             shutil.rmtree(previous, ignore_errors=True)
         finally:
             shutil.rmtree(self.folder, ignore_errors=True)
         return self.target
 
     def _create_output(self) -> None:
-        import zarr
-
-        root = zarr.open_group(str(self.folder), mode="w", zarr_format=2)
+        root = _zarr().open_group(str(self.folder), mode="w", zarr_format=2)
         shape = self.shape[1:] if self.flat else self.shape
         chunks = (self.chunk, self.chunk) if self.flat else (1, self.chunk, self.chunk)
         root.create_array("0", shape=shape, chunks=chunks, dtype=np.uint8, fill_value=0)
         root.attrs.update(self._metadata(levels=1))
 
     def _write_levels(self) -> None:
-        """Levels 1, 2, ...: every other pixel of the level above, down to 256 pixels."""
-        import zarr
-
-        root = zarr.open_group(str(self.folder), mode="r+", zarr_format=2)
+        """Levels 1, 2, ...: every other pixel of the level above, down to 256 pixels, one
+        slice and one block of rows at a time."""
+        root = _zarr().open_group(str(self.folder), mode="r+", zarr_format=2)
         level, previous = 1, root["0"]
         while min(previous.shape[-2:]) > SMALLEST_LEVEL:
-            data = previous[...][..., ::2, ::2]
-            chunks = previous.chunks
-            root.create_array(str(level), data=data, chunks=chunks)
-            previous, level = root[str(level)], level + 1
+            shape = (*previous.shape[:-2], *(-(-n // 2) for n in previous.shape[-2:]))
+            current = root.create_array(
+                str(level), shape=shape, chunks=previous.chunks, dtype=np.uint8, fill_value=0
+            )
+            rows = 2 * self.chunk
+            for z in range(1 if self.flat else shape[0]):
+                at = () if self.flat else (z,)
+                for y in range(0, previous.shape[-2], rows):
+                    block = previous[(*at, slice(y, y + rows))][..., ::2, ::2]
+                    current[(*at, slice(y // 2, y // 2 + block.shape[-2]))] = block
+            previous, level = current, level + 1
         root.attrs.update(self._metadata(levels=level))
 
     def _metadata(self, levels: int) -> dict:
@@ -224,8 +254,7 @@ class VolumePredictor:
 
 def predict_chunk(job: Job, chunk: Chunk) -> None:
     """Predict one output chunk (with its margin of context) and write it."""
-    import zarr
-
+    zarr = _zarr()
     segmenter = _model(job)
     source = zarr.open(job.source, mode="r")
     array = source[job.array_path] if job.array_path else source

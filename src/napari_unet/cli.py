@@ -3,6 +3,7 @@ line."""
 
 import argparse
 import contextlib
+import importlib.util
 import logging
 import math
 import os
@@ -19,6 +20,7 @@ from .errors import UNetError, os_error_message
 from .objects import ObjectSettings
 
 TIFF_MAGIC = (b"II*\0", b"MM\0*", b"II+\0", b"MM\0+")
+QT_BINDINGS = ("PyQt6", "PySide6", "PyQt5", "PySide2")
 INSTALL_QT = 'install a Qt binding: pip install "napari[all]" (or pip install PyQt6)'
 
 
@@ -385,8 +387,6 @@ def _predict_volume(args) -> int:
         raise UNetError(
             "zarr inputs give class labels only; --probabilities and --instances need a TIFF"
         )
-    if args.image.resolve() == args.output.resolve():
-        raise UNetError("the output must not be the input")
     predictor = VolumePredictor(
         args.model,
         args.image,
@@ -463,16 +463,11 @@ def _demo(args) -> int:
         os.environ.get(v) for v in ("DISPLAY", "WAYLAND_DISPLAY", "QT_QPA_PLATFORM")
     ):
         raise UNetError("no display to open napari on (DISPLAY is not set)")
-    try:
-        import napari
-        import qtpy  # noqa: F401 (raises when no Qt binding is installed)
-    except ImportError as error:
-        raise UNetError(f"napari cannot open a window ({error}); {INSTALL_QT}") from None
+    if not any(importlib.util.find_spec(binding) for binding in QT_BINDINGS):
+        raise UNetError(f"napari cannot open a window without a Qt binding; {INSTALL_QT}")
+    from .widgets._demo import open_demo
 
-    viewer = napari.Viewer(title=f"{PLUGIN} demo")
-    viewer.open_sample(PLUGIN, "nuclei_annotated")
-    viewer.window.add_plugin_dock_widget(PLUGIN, "U-Net")
-    napari.run()
+    open_demo()
     return 0
 
 

@@ -44,7 +44,7 @@ class Reservation:
         writers = list(writers)
         if len(writers) != len(self.paths):
             raise ValueError("one writer per reserved path is needed")
-        path = self.paths[0]
+        path, renamed = self.paths[0], []
         try:
             for path, temporary, write in zip(self.paths, self.temporaries, writers, strict=True):
                 with open(temporary, "wb") as file:
@@ -55,11 +55,11 @@ class Reservation:
             with _signals_deferred():
                 for path, temporary in zip(self.paths, self.temporaries, strict=True):
                     os.replace(temporary, path)
+                    renamed.append(path.name)
                 self.temporaries = []
         except OSError as error:
-            raise UNetError(
-                f"cannot write {path}: {_reason(error)}; nothing was written"
-            ) from None
+            done = f"only {', '.join(renamed)} was replaced" if renamed else "nothing was written"
+            raise UNetError(f"cannot write {path}: {_reason(error)}; {done}") from None
         finally:
             self.release()
         return self.paths

@@ -370,8 +370,8 @@ class Trainer:
         finally:
             del probe
         per_patch = (torch.cuda.max_memory_allocated(self.device) - before) / n
-        free, _ = torch.cuda.mem_get_info(self.device)
         torch.cuda.empty_cache()
+        free, _ = torch.cuda.mem_get_info(self.device)
         fits = int(0.5 * free / max(per_patch, 1))
         return max(1, min(GPU_MAX_BATCH, 2 ** int(math.log2(max(fits, 1)))))
 

@@ -178,7 +178,15 @@ class AnnotateSection(QGroupBox):
         if layer is None:
             show_error("Create or choose an annotation layer first.")
             return
-        self._paint(layer, max(int(np.max(image_data(layer))) + 1, 2))
+        data = image_data(layer)
+        label = max(int(np.max(data)) + 1, 2)
+        if np.issubdtype(data.dtype, np.integer) and label > np.iinfo(data.dtype).max:
+            show_error(
+                f"'{layer.name}' holds {data.dtype} ids, at most {np.iinfo(data.dtype).max}: "
+                "paint objects on a layer made with New while Paint is set to objects."
+            )
+            return
+        self._paint(layer, label)
 
     def add_class(self) -> None:
         """Append a class and select it for painting."""

@@ -32,6 +32,11 @@ def tick_label(value: float) -> str:
     return f"{value:g}" if value < 1000 else f"{value / 1000:g}k"
 
 
+def readable_loss(progress: TrainProgress) -> float:
+    """The running mean of the loss (the step's loss before there is one)."""
+    return progress.loss if progress.mean_loss is None else progress.mean_loss
+
+
 class LossPlot(QWidget):
     """Points arrive with every step; the owner calls ``update()`` to repaint."""
 
@@ -63,12 +68,8 @@ class LossPlot(QWidget):
 
     def add(self, progress: TrainProgress) -> None:
         step = self._offset + progress.step
-        mean = getattr(progress, "mean_loss", None)
-        if mean is None:
-            fresh = not self.smoothed or self.steps[-1] == self._offset
-            mean = progress.loss if fresh else 0.9 * self.smoothed[-1] + 0.1 * progress.loss
         self.steps.append(step)
-        self.smoothed.append(mean)
+        self.smoothed.append(readable_loss(progress))
         if progress.validation_dice is not None:
             self.dice_steps.append(step)
             self.dice.append(progress.validation_dice)

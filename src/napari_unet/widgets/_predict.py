@@ -260,7 +260,17 @@ class PredictSection(QGroupBox):
                 self._started = True
                 self.worker.start()
             return
-        kind, index, name, data, label, metadata, place = self._pending.pop(0)
+        try:
+            self._add_layer(*self._pending.pop(0))
+        except Exception as error:
+            self._pending.clear()
+            _jobs.notify_error("Prediction", error)
+            self._finished()
+            return
+        self._add_next.start()
+
+    def _add_layer(self, kind, index, name, data, label, metadata, place) -> None:
+        """Add one result layer to the viewer."""
         viewer = self.session.viewer
         if kind == "probability":
             layer = viewer.add_image(
@@ -284,7 +294,6 @@ class PredictSection(QGroupBox):
             layer.events.paint.connect(self._edited)
         self.outputs[kind][index] = layer
         self._classes = layer if kind == "classes" else self._classes
-        self._add_next.start()
 
     def last_classes(self):
         """The class layer of the last prediction, if it is still in the viewer."""

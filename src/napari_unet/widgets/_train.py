@@ -23,7 +23,7 @@ from ..train import Trainer, TrainProgress, TrainSettings
 from . import _jobs
 from ._annotate import AnnotateSection
 from ._layers import channel_axis, class_names, image_data, training_annotations
-from ._plot import LossPlot
+from ._plot import LossPlot, readable_loss
 from ._session import CONTINUED, LOADED, TRAINED, Round, Session, confirm_replace
 
 SIZES = {
@@ -259,12 +259,6 @@ def summarize(progress: TrainProgress) -> str:
         f"Done: {progress.step} steps in {clock(progress.elapsed)}\n"
         f"loss {readable_loss(progress):.3f}{dice}"
     )
-
-
-def readable_loss(progress: TrainProgress) -> float:
-    """The running mean of the loss where the trainer gives it, else the step's loss."""
-    mean = getattr(progress, "mean_loss", None)
-    return progress.loss if mean is None else mean
 
 
 def remaining(progress: TrainProgress) -> float | None:
