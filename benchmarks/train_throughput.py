@@ -173,11 +173,11 @@ def variants() -> list[Variant]:
     add(single, "**ours (engine step)**", engine_step(*args), *args, True, **one)
     add(single, "ours, whole Trainer step", trainer_step(batch, patch), *args, True, **one)
 
-    before = f"the previous default (depth {depth}, width {width}, batch 4, 128²)"
-    small = (width, depth, 4, 128)
-    add(before, "naive reference (fp32, NCHW)", reference_step(*small), *small, False)
-    add(before, "**ours (engine step)**", engine_step(*small), *small, True)
-    add(before, "ours, whole Trainer step", trainer_step(4, 128), *small, True)
+    other = f"one 256² patch per step, the same pixels (depth {depth}, width {width})"
+    large = (width, depth, 1, 256)
+    add(other, "naive reference (fp32, NCHW)", reference_step(*large), *large, False)
+    add(other, "**ours (engine step)**", engine_step(*large), *large, True)
+    add(other, "ours, whole Trainer step", trainer_step(1, 256), *large, True)
 
     paper = f"paper's width 64 (depth {depth}, batch {batch}, {patch}²)"
     wide = (64, depth, batch, patch)

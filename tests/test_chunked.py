@@ -125,3 +125,17 @@ def test_a_killed_worker_is_retried_without_corrupting_the_output(
     run(predictor, client, kill_a_worker)
     assert killed
     np.testing.assert_array_equal(zarr.open_group(str(target), mode="r")["0"][...], single)
+
+
+def test_napari_opens_the_output_as_multiscale_labels(make_napari_viewer, model_path, tmp_path):
+    source = tmp_path / "in.zarr"
+    data = np.random.default_rng(0).integers(0, 255, (600, 600), dtype=np.uint8)
+    zarr.open_array(str(source), mode="w", shape=data.shape, dtype=data.dtype)[...] = data
+    target = tmp_path / "out.ome.zarr"
+    run(VolumePredictor(model_path, source, target, chunk=CHUNK, device="cpu"))
+    [layer] = make_napari_viewer().open(str(target), layer_type="labels")
+    assert layer.multiscale and [level.shape for level in layer.data] == [
+        (600, 600),
+        (300, 300),
+        (150, 150),
+    ]
