@@ -3,6 +3,7 @@
 import numpy as np
 import pytest
 
+from napari_unet import autosave
 from napari_unet.annotations import from_instances
 from napari_unet.samples import nuclei, nuclei_annotations, nuclei_instances
 from napari_unet.train import Trainer, TrainSettings
@@ -47,3 +48,24 @@ def trained(image):
     settings = TrainSettings(steps=80, **TINY)
     _, segmenter = run_to_end(Trainer(image, nuclei_annotations(128), settings=settings).run())
     return segmenter
+
+
+@pytest.fixture(autouse=True)
+def home(tmp_path, monkeypatch):
+    """Kept models go to a folder of the test's own, never to the user's."""
+    monkeypatch.setenv(autosave.HOME_VARIABLE, str(tmp_path / "home"))
+    return tmp_path / "home"
+
+
+@pytest.fixture
+def notes(monkeypatch):
+    """The napari notifications shown during the test."""
+    from napari.utils.notifications import notification_manager
+
+    records = []
+    monkeypatch.setattr(notification_manager, "records", records)
+    return records
+
+
+def messages(notes) -> str:
+    return "\n".join(str(n.message) for n in notes)

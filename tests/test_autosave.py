@@ -9,14 +9,9 @@ from napari_unet.errors import UNetError
 from napari_unet.io import load_model
 
 
-@pytest.fixture(autouse=True)
-def home(tmp_path, monkeypatch):
-    monkeypatch.setenv(autosave.HOME_VARIABLE, str(tmp_path / "home"))
-    return tmp_path / "home"
-
-
 def test_the_folder_follows_the_variable(home, monkeypatch):
     assert autosave.folder() == home / "models"
+    pytest.importorskip("platformdirs")
     monkeypatch.delenv(autosave.HOME_VARIABLE)
     assert autosave.folder().name == "models" and "napari-unet-loop" in str(autosave.folder())
 

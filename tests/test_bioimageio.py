@@ -5,7 +5,8 @@ import zipfile
 
 import numpy as np
 import pytest
-import yaml
+
+yaml = pytest.importorskip("yaml")
 
 from napari_unet.bioimageio import export_model, import_model
 from napari_unet.errors import UNetError

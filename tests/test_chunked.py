@@ -11,7 +11,7 @@ from napari_unet.io import save_model
 from napari_unet.predict import predict
 
 zarr = pytest.importorskip("zarr", minversion="3")
-from napari_unet.chunked import VolumePredictor, cluster_client, metadata  # noqa: E402
+from napari_unet.chunked import VolumePredictor, cluster_client, metadata
 
 CHUNK = 96
 
@@ -127,7 +127,9 @@ def test_a_killed_worker_is_retried_without_corrupting_the_output(
     np.testing.assert_array_equal(zarr.open_group(str(target), mode="r")["0"][...], single)
 
 
-def test_napari_opens_the_output_as_multiscale_labels(make_napari_viewer, model_path, tmp_path):
+def test_napari_opens_the_output_as_multiscale_labels(request, model_path, tmp_path):
+    pytest.importorskip("napari")
+    make_napari_viewer = request.getfixturevalue("make_napari_viewer")
     source = tmp_path / "in.zarr"
     data = np.random.default_rng(0).integers(0, 255, (600, 600), dtype=np.uint8)
     zarr.open_array(str(source), mode="w", shape=data.shape, dtype=data.dtype)[...] = data

@@ -16,6 +16,7 @@ def model_file(trained, tmp_path_factory):
 def test_export_info_and_fine_tune_from_a_package(
     model_file, image, annotations, tmp_path, capsys
 ):
+    pytest.importorskip("yaml")
     tifffile.imwrite(tmp_path / "image.tif", image)
     tifffile.imwrite(tmp_path / "annotations.tif", annotations)
     package = tmp_path / "nuclei.zip"

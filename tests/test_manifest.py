@@ -1,4 +1,7 @@
 import numpy as np
+import pytest
+
+pytest.importorskip("napari")
 from npe2 import PluginManager
 
 from napari_unet import PLUGIN, _sample_data

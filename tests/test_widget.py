@@ -1,42 +1,27 @@
 """The U-Net dock in a real napari viewer: annotate, train, predict, correct, and the errors."""
 
+import pytest
+
+pytest.importorskip("napari")
+
 import time
 
 import dask.array as da
 import numpy as np
-import pytest
 import torch
-from napari.utils.notifications import notification_manager
 from qtpy.QtCore import QThreadPool, QTimer
 
-from napari_unet import PLUGIN, autosave
+from napari_unet import PLUGIN
 from napari_unet import predict as predict_module
 from napari_unet.samples import nuclei
 from napari_unet.train import Trainer, TrainSettings
 from napari_unet.widgets import UNetWidget
 from napari_unet.widgets._layers import CLASS_NAMES_KEY, EDITED_KEY
 
+from conftest import messages
+
 TINY = TrainSettings(steps=5, width=4, depth=2, patch_size=32, batch_size=2, eval_every=5)
 WAIT_MS = 60_000
-
-
-@pytest.fixture(autouse=True)
-def home(tmp_path, monkeypatch):
-    """Kept models go to a folder of the test's own."""
-    monkeypatch.setenv(autosave.HOME_VARIABLE, str(tmp_path / "home"))
-    return tmp_path / "home"
-
-
-@pytest.fixture
-def notes(monkeypatch):
-    """The messages of the notifications shown during the test."""
-    records = []
-    monkeypatch.setattr(notification_manager, "records", records)
-    return records
-
-
-def messages(notes) -> str:
-    return "\n".join(str(n.message) for n in notes)
 
 
 @pytest.fixture

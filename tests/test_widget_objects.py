@@ -1,22 +1,20 @@
 """Objects in the dock: paint each object with its own id, train from that, and predict
 objects with a split setting."""
 
-import numpy as np
 import pytest
+
+pytest.importorskip("napari")
+
+import numpy as np
 from skimage.measure import label as connected_components
 
-from napari_unet import PLUGIN, autosave
+from napari_unet import PLUGIN
 from napari_unet.train import TrainSettings
 from napari_unet.widgets import UNetWidget
 from napari_unet.widgets._layers import PAINT_KEY, training_annotations
 
 TINY = TrainSettings(steps=5, width=4, depth=2, patch_size=32, batch_size=2, eval_every=5)
 WAIT_MS = 60_000
-
-
-@pytest.fixture(autouse=True)
-def home(tmp_path, monkeypatch):
-    monkeypatch.setenv(autosave.HOME_VARIABLE, str(tmp_path / "home"))
 
 
 @pytest.fixture

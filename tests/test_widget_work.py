@@ -1,9 +1,11 @@
 """The dock never loses or hides work: layers it makes are chosen, models survive closing the
 dock and replacing them, and what it shows follows the current model."""
 
-import numpy as np
 import pytest
-from napari.utils.notifications import notification_manager
+
+pytest.importorskip("napari")
+
+import numpy as np
 from qtpy.QtCore import Qt
 from qtpy.QtWidgets import QMessageBox
 
@@ -11,26 +13,11 @@ from napari_unet import PLUGIN, autosave
 from napari_unet.train import TrainSettings
 from napari_unet.widgets import UNetWidget
 
+from conftest import messages
+
 TINY = TrainSettings(steps=5, width=4, depth=2, patch_size=32, batch_size=2, eval_every=5)
 ENDLESS = TrainSettings(**{**vars(TINY), "steps": 100_000})
 WAIT_MS = 60_000
-
-
-@pytest.fixture(autouse=True)
-def home(tmp_path, monkeypatch):
-    monkeypatch.setenv(autosave.HOME_VARIABLE, str(tmp_path / "home"))
-    return tmp_path / "home"
-
-
-@pytest.fixture
-def notes(monkeypatch):
-    records = []
-    monkeypatch.setattr(notification_manager, "records", records)
-    return records
-
-
-def messages(notes) -> str:
-    return "\n".join(str(n.message) for n in notes)
 
 
 @pytest.fixture

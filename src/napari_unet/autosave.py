@@ -13,8 +13,6 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
-import platformdirs
-
 from . import PLUGIN
 from .errors import UNetError
 from .io import SUFFIX, save_model
@@ -37,7 +35,11 @@ class KeptModel:
 def folder() -> Path:
     """The folder of kept models (not created)."""
     home = os.environ.get(HOME_VARIABLE)
-    base = Path(home) if home else Path(platformdirs.user_data_dir(PLUGIN))
+    if home:
+        return Path(home) / "models"
+    import platformdirs
+
+    base = Path(platformdirs.user_data_dir(PLUGIN))
     return base / "models"
 
 
