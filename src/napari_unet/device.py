@@ -81,3 +81,18 @@ def is_out_of_memory(error: BaseException) -> bool:
 def prepare(net: torch.nn.Module, device: torch.device) -> torch.nn.Module:
     """Move ``net`` to ``device`` in channels-last layout, which the conv kernels prefer."""
     return net.to(device=device, memory_format=torch.channels_last)
+
+
+@contextlib.contextmanager
+def cudnn_benchmark(device: torch.device):
+    """Let cuDNN pick the fastest convolutions for the (few, fixed) batch shapes, and restore
+    the global setting afterwards."""
+    if device.type != "cuda":
+        yield
+        return
+    before = torch.backends.cudnn.benchmark
+    torch.backends.cudnn.benchmark = True
+    try:
+        yield
+    finally:
+        torch.backends.cudnn.benchmark = before

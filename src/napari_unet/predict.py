@@ -8,7 +8,6 @@ Normalisation, softmax and argmax run on the device; only labels (and probabilit
 asked) come back, and are written slice by slice into numpy arrays or a new zarr store.
 """
 
-import contextlib
 import copy
 import numbers
 import queue
@@ -23,7 +22,7 @@ import torch
 from torch import nn
 from torch.nn.utils.fusion import fuse_conv_bn_eval
 
-from .device import autocast, is_out_of_memory, prepare, resolve_device
+from .device import autocast, cudnn_benchmark, is_out_of_memory, prepare, resolve_device
 from .errors import UNetError
 from .images import Normalization, as_stack, read_slice, spatial_shape
 from .objects import ObjectSettings, find_objects
@@ -146,7 +145,7 @@ class Predictor:
         done = 0
         with (
             _SliceReader(self.stack, self.multiple, self.device.type == "cuda", ahead) as reader,
-            _cudnn_benchmark(self.device),
+            cudnn_benchmark(self.device),
         ):
             uint16 = np.dtype(self.stack.dtype) == np.uint16
             scale = _Scale(normalization, self.device, uint16)
@@ -479,20 +478,6 @@ def _inference_net(net: nn.Module, device: torch.device) -> nn.Module:
                     block[i] = fuse_conv_bn_eval(block[i], block[i + 1])
                     block[i + 1] = nn.Identity()
     return prepare(net, device)
-
-
-@contextlib.contextmanager
-def _cudnn_benchmark(device: torch.device):
-    """Let cuDNN pick the fastest convolutions for the (few, fixed) batch shapes."""
-    if device.type != "cuda":
-        yield
-        return
-    before = torch.backends.cudnn.benchmark
-    torch.backends.cudnn.benchmark = True
-    try:
-        yield
-    finally:
-        torch.backends.cudnn.benchmark = before
 
 
 def _round_up(value: int, multiple: int) -> int:

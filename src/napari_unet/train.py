@@ -25,6 +25,7 @@ from .data import TrainingSet
 from .device import (
     DEVICES,
     autocast,
+    cudnn_benchmark,
     is_out_of_memory,
     needs_grad_scaler,
     prepare,
@@ -197,8 +198,6 @@ class Trainer:
             generator.seed()
         else:
             generator.manual_seed(s.seed)
-        if device.type == "cuda":
-            torch.backends.cudnn.benchmark = True
         base = self.segmenter
         normalization = (base.normalization if base else Normalization()).for_image(self.stack)
         crop = crop_size(patch) if s.augment else patch
@@ -237,57 +236,57 @@ class Trainer:
         step, pixels, validated = 0, 0, 0
         start = last_report = time.perf_counter()
         done = self._done(step, start)
-        while not done:
-            try:
-                images, targets, weights = sampler.sample(batch, patch, crop // 2)
-                if s.augment:
-                    images = vary_gray_values(images, generator)
-                loss = self._step(net, optimizer, scaler, images, targets, weights)
-            except Exception as error:
-                if not is_out_of_memory(error):
-                    raise
-                batch = self._smaller_batch(batch)
-                continue
-            step += 1
-            pixels += batch * patch**2
-            loss_sum += loss
-            since += 1
-            if average:
-                average.update(step)
-            done = self._done(step, start)
-            now = time.perf_counter()
-            if now - last_report < report_every and not done:
-                continue
-            last_report = now
-            loss_value = float(loss_sum) / since
-            blend = LOSS_DECAY**since
-            mean_loss = (
-                loss_value if mean_loss is None else blend * mean_loss + (1 - blend) * loss_value
-            )
-            loss_sum.zero_()
-            since = 0
-            dice, improved = None, s.keep != "best"
-            if step - validated >= s.eval_every or done:
-                validated = step
-                dice = self._validate(scored, windows) if windows else None
-                score = dice if dice is not None else -mean_loss
-                if s.keep == "best" and score >= best_score:
-                    best_score, improved = score, True
-                    best_state = {
-                        k: v.detach().to("cpu", copy=True) for k, v in net.state_dict().items()
-                    }
-            elapsed = time.perf_counter() - start
-            yield TrainProgress(
-                step,
-                s.steps,
-                loss_value,
-                elapsed,
-                s.time_limit,
-                pixels / max(elapsed, 1e-9),
-                dice,
-                improved,
-                mean_loss,
-            )
+        with cudnn_benchmark(device):
+            while not done:
+                try:
+                    images, targets, weights = sampler.sample(batch, patch, crop // 2)
+                    if s.augment:
+                        images = vary_gray_values(images, generator)
+                    loss = self._step(net, optimizer, scaler, images, targets, weights)
+                except Exception as error:
+                    if not is_out_of_memory(error):
+                        raise
+                    batch = self._smaller_batch(batch)
+                    continue
+                step += 1
+                pixels += batch * patch**2
+                loss_sum += loss
+                since += 1
+                if average:
+                    average.update(step)
+                done = self._done(step, start)
+                now = time.perf_counter()
+                if now - last_report < report_every and not done:
+                    continue
+                last_report = now
+                loss_value = float(loss_sum) / since
+                blend = LOSS_DECAY**since
+                mean_loss = loss_value if mean_loss is None else mean_loss
+                mean_loss = blend * mean_loss + (1 - blend) * loss_value
+                loss_sum.zero_()
+                since = 0
+                dice, improved = None, s.keep != "best"
+                if step - validated >= s.eval_every or done:
+                    validated = step
+                    dice = self._validate(scored, windows) if windows else None
+                    score = dice if dice is not None else -mean_loss
+                    if s.keep == "best" and score >= best_score:
+                        best_score, improved = score, True
+                        best_state = {
+                            k: v.detach().to("cpu", copy=True) for k, v in net.state_dict().items()
+                        }
+                elapsed = time.perf_counter() - start
+                yield TrainProgress(
+                    step,
+                    s.steps,
+                    loss_value,
+                    elapsed,
+                    s.time_limit,
+                    pixels / max(elapsed, 1e-9),
+                    dice,
+                    improved,
+                    mean_loss,
+                )
         if average:
             net.load_state_dict(average.net.state_dict())
         elif best_state is not None:
