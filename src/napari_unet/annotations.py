@@ -83,7 +83,7 @@ def from_instances(instances: np.ndarray, class_id: int = 2) -> np.ndarray:
     U-Net paper. (Y, X) or (Z, Y, X)."""
     instances = _integer_ids(instances, "instance labels")
     annotations = np.where(instances > 0, _check_class_id(class_id), BACKGROUND).astype(np.uint8)
-    annotations[_touching(instances, first=1)] = BACKGROUND
+    annotations[contacts(instances, instances >= 1)] = BACKGROUND
     return annotations
 
 
@@ -97,24 +97,21 @@ def objects_to_classes(labels: np.ndarray, class_id: int = 2) -> np.ndarray:
     """
     labels = _integer_ids(labels, "object labels")
     annotations = np.where(labels > BACKGROUND, _check_class_id(class_id), labels).astype(np.uint8)
-    annotations[_touching(labels, first=2)] = BACKGROUND
+    annotations[contacts(labels, labels >= 2)] = BACKGROUND
     return annotations
 
 
-def _touching(ids: np.ndarray, first: int) -> np.ndarray:
-    """Pixels of an object (id >= ``first``) with a 4-neighbour in the same slice that belongs
-    to another object: both sides of every contact."""
-    touching = np.zeros(ids.shape, dtype=bool)
+def contacts(ids: np.ndarray, valid: np.ndarray) -> np.ndarray:
+    """Pixels with a 4-neighbour in the same slice (the last two axes) holding another id, both
+    ``valid``: both sides of every contact."""
+    found = np.zeros(ids.shape, dtype=bool)
     for axis in (ids.ndim - 2, ids.ndim - 1):
-        lower = [slice(None)] * ids.ndim
-        upper = [slice(None)] * ids.ndim
-        lower[axis], upper[axis] = slice(None, -1), slice(1, None)
-        lower, upper = tuple(lower), tuple(upper)
-        a, b = ids[lower], ids[upper]
-        contact = (a >= first) & (b >= first) & (a != b)
-        touching[lower] |= contact
-        touching[upper] |= contact
-    return touching
+        lower = tuple(slice(None, -1) if i == axis else slice(None) for i in range(ids.ndim))
+        upper = tuple(slice(1, None) if i == axis else slice(None) for i in range(ids.ndim))
+        contact = valid[lower] & valid[upper] & (ids[lower] != ids[upper])
+        found[lower] |= contact
+        found[upper] |= contact
+    return found
 
 
 def _integer_ids(ids, what: str) -> np.ndarray:

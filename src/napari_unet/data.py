@@ -6,7 +6,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .annotations import annotated_slices, check_annotations
+from .annotations import annotated_slices, check_annotations, contacts
 from .augment import patch_offsets
 from .errors import UNetError
 from .images import Normalization, read_slice
@@ -205,11 +205,4 @@ def _hold_back(targets: np.ndarray, fraction: float, rng: np.random.Generator) -
 
 def boundary_pixels(targets: np.ndarray) -> np.ndarray:
     """Annotated pixels of (N, Y, X) targets with a 4-neighbour annotated as another class."""
-    edge = np.zeros(targets.shape, dtype=bool)
-    for axis in (1, 2):
-        a = np.moveaxis(targets, axis, 0)
-        differ = (a[1:] != a[:-1]) & (a[1:] != IGNORE) & (a[:-1] != IGNORE)
-        e = np.moveaxis(edge, axis, 0)
-        e[1:] |= differ
-        e[:-1] |= differ
-    return edge
+    return contacts(targets, targets != IGNORE)

@@ -31,7 +31,6 @@ FORMAT_VERSION = 1
 SUFFIX = ".safetensors"
 MAX_HEADER_BYTES = 16 * 2**20
 MAX_IN_CHANNELS = 64
-MAX_WIDTH = 512
 DTYPE_BYTES = {"F64": 8, "F32": 4, "F16": 2, "BF16": 2, "I64": 8, "I32": 4}
 
 
@@ -222,8 +221,6 @@ def _check_config(config: dict, name: str) -> UNetConfig:
         raise damaged(
             f"a U-Net has 1..{MAX_IN_CHANNELS} input channels and 2..{MAX_CLASSES} classes"
         )
-    if not 1 <= arch["width"] <= MAX_WIDTH:
-        raise damaged(f"the base width must be 1..{MAX_WIDTH}")
     try:
         architecture = UNetConfig(**arch)
     except (TypeError, ValueError) as error:
