@@ -20,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .checks import whole_number
 from .errors import UNetError, os_error_message
 from .images import Normalization, as_stack
 from .io import load_model_bytes
@@ -153,9 +154,7 @@ class VolumePredictor:
                 f"{stack.shape[-1]}"
             )
         multiple = segmenter.config.multiple
-        if isinstance(chunk, bool) or not isinstance(chunk, int) or chunk < 2 * multiple:
-            raise UNetError(f"the chunk size must be a whole number of at least {2 * multiple}")
-        self.chunk = chunk // multiple * multiple
+        self.chunk = whole_number("chunk size", chunk, 2 * multiple) // multiple * multiple
         measured = segmenter.normalization.for_image(stack)
         normalization = replace(measured, mode="fixed")
         self.shape = tuple(stack.shape[:3])
@@ -317,8 +316,7 @@ def cluster_client(workers: int | None = None, scheduler: str | None = None):
             return Client(scheduler, timeout="20s")
         except OSError as error:
             raise UNetError(f"cannot reach the dask scheduler at {scheduler}: {error}") from None
-    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
-        raise UNetError(f"the number of workers must be a whole number >= 1, not {workers!r}")
+    workers = whole_number("number of workers", workers)
     cluster = LocalCluster(
         n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None
     )

@@ -9,6 +9,7 @@ from dataclasses import asdict, dataclass
 import torch
 from torch import nn
 
+from .checks import whole_number
 from .errors import UNetError
 
 MAX_CHANNELS = 256
@@ -33,11 +34,8 @@ class UNetConfig:
             ("depth", 1, 6),
             ("width", 1, 256),
         ):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
-                raise UNetError(
-                    f"a U-Net's {name} must be a whole number {low}..{high}, not {value!r}"
-                )
+            value = whole_number(f"U-Net's {name}", getattr(self, name), low, high)
+            object.__setattr__(self, name, value)
         if self.width * 2**self.depth > MAX_DEEPEST:
             raise UNetError(
                 f"width {self.width} at depth {self.depth} gives {self.width * 2**self.depth} "

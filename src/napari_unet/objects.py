@@ -9,13 +9,13 @@ relative, so the same ``split`` works for small and large objects.
 """
 
 from dataclasses import dataclass
-from numbers import Integral, Real
 
 import numpy as np
 from scipy import ndimage
 from skimage.measure import label as connected_components
 from skimage.segmentation import watershed
 
+from .checks import number, whole_number
 from .errors import UNetError
 
 
@@ -36,13 +36,8 @@ class ObjectSettings:
         self.check()
 
     def check(self) -> None:
-        split, size = self.split, self.min_size
-        if isinstance(split, bool) or not isinstance(split, Real) or not 0 <= split <= 1:
-            raise UNetError(f"split must be a number from 0 (never) to 1, not {split!r}")
-        if isinstance(size, bool) or not isinstance(size, Integral) or size < 0:
-            raise UNetError(
-                f"the minimum object size must be a whole number of pixels >= 0, not {size!r}"
-            )
+        number("split (0 never splits)", self.split, 0, 1)
+        whole_number("minimum object size (pixels)", self.min_size, 0)
 
 
 def find_objects(

@@ -9,7 +9,6 @@ asked) come back, and are written slice by slice into numpy arrays or a new zarr
 """
 
 import copy
-import numbers
 import queue
 import threading
 import time
@@ -22,6 +21,7 @@ import torch
 from torch import nn
 from torch.nn.utils.fusion import fuse_conv_bn_eval
 
+from .checks import is_whole, whole_number
 from .device import autocast, cudnn_benchmark, is_out_of_memory, prepare, resolve_device
 from .errors import UNetError
 from .images import Normalization, as_stack, read_slice, spatial_shape
@@ -109,7 +109,7 @@ class Predictor:
         self.multiple = segmenter.config.multiple
         self.margin = context(self.multiple)
         self.tile_size = _check_tile_size(tile_size, self.multiple, self.margin)
-        self.batch_size = _check_whole_number(batch_size, "batch size")
+        self.batch_size = None if batch_size is None else whole_number("batch size", batch_size)
         self._auto = (tile_size is None, batch_size is None)
         if self.device.type == "cpu":
             self.tile_size = self.tile_size or CPU_TILE
@@ -493,36 +493,22 @@ def _pad_to_multiple(data: np.ndarray, multiple: int) -> np.ndarray:
     return np.pad(data, ((0, pad_y), (0, pad_x), (0, 0)), mode=mode)
 
 
-def _check_whole_number(value, what: str) -> int | None:
-    """``value`` as a positive int, or None (automatic)."""
+def _check_tile_size(value, multiple: int, margin: int) -> int | None:
     if value is None:
         return None
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-        raise UNetError(f"the {what} must be a whole number, not {value!r}")
-    if value < 1:
-        raise UNetError(f"the {what} must be at least 1, not {value}")
-    return int(value)
-
-
-def _check_tile_size(value, multiple: int, margin: int) -> int | None:
     smallest = 2 * margin + multiple
-    whole = not isinstance(value, bool) and isinstance(value, numbers.Integral)
-    if whole and (value % multiple or value < smallest):
+    if is_whole(value) and (value % multiple or value < smallest):
         raise UNetError(
             f"the tile size must be a multiple of {multiple} and at least {smallest} "
             f"pixels for this model, not {value}"
         )
-    return _check_whole_number(value, "tile size")
+    return whole_number("tile size", value)
 
 
 def _check_class(value, n_classes: int) -> int | None:
     if value is None:
         return None
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-        raise UNetError(f"instances need a class id 2..{n_classes}, not {value!r}")
-    if not 2 <= value <= n_classes:
-        raise UNetError(f"instances need a class id 2..{n_classes}, not {value}")
-    return int(value)
+    return whole_number("class id of the instances", value, 2, n_classes)
 
 
 def _check_probability_dtype(value) -> np.dtype:

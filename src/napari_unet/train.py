@@ -13,7 +13,6 @@ import time
 from collections.abc import Generator
 from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
-from numbers import Integral, Real
 
 import numpy as np
 import torch
@@ -21,6 +20,7 @@ import torch
 from . import __version__
 from .annotations import check_shapes
 from .augment import crop_size, vary_gray_values
+from .checks import number, whole_number
 from .data import TrainingSet
 from .device import (
     DEVICES,
@@ -82,46 +82,34 @@ class TrainSettings:
         """Raise a UNetError naming the first setting out of range."""
         if self.steps is None and self.time_limit is None:
             raise UNetError("give a number of steps, a time limit, or both")
-        _integer("number of steps", self.steps, 1, 10**9, optional=True)
-        _number("time limit (seconds)", self.time_limit, 0, 10**7, optional=True, open_low=True)
-        _integer("batch size", self.batch_size, 1, 1024, optional=True)
-        _integer("patch size", self.patch_size, 32, 4096, optional=True)
+        _optional(whole_number, "number of steps", self.steps, 1, 10**9)
+        _optional(number, "time limit (seconds)", self.time_limit, 0, 10**7, above=True)
+        _optional(whole_number, "batch size", self.batch_size, 1, 1024)
+        _optional(whole_number, "patch size", self.patch_size, 32, 4096)
         if self.patch_size is not None and self.patch_size % 16:
             raise UNetError(f"the patch size must be a multiple of 16, not {self.patch_size}")
-        _number("learning rate", self.learning_rate, 0, 1, open_low=True)
-        _number("weight decay", self.weight_decay, 0, 1)
-        _number("border weight w0", self.w0, 0, 1000)
-        _number("border width sigma (pixels)", self.sigma, 0, 1000, open_low=True)
+        number("learning rate", self.learning_rate, 0, 1, above=True)
+        number("weight decay", self.weight_decay, 0, 1)
+        number("border weight w0", self.w0, 0, 1000)
+        number("border width sigma (pixels)", self.sigma, 0, 1000, above=True)
         if not isinstance(self.augment, bool):
             raise UNetError(f"augment must be true or false, not {self.augment!r}")
-        _number("validation fraction", self.validation_fraction, 0, 0.5)
-        _integer("validation interval (eval_every)", self.eval_every, 1, 10**9)
-        _integer("seed", self.seed, 0, 2**63 - 1, optional=True)
+        number("validation fraction", self.validation_fraction, 0, 0.5)
+        whole_number("validation interval (eval_every)", self.eval_every, 1, 10**9)
+        _optional(whole_number, "seed", self.seed, 0, 2**63 - 1)
         if self.device not in DEVICES:
             raise UNetError(f"unknown device {self.device!r}; choose one of {', '.join(DEVICES)}")
-        _integer("depth", self.depth, 1, 6, optional=True)
-        _integer("width", self.width, 1, 256, optional=True)
+        _optional(whole_number, "depth", self.depth, 1, 6)
+        _optional(whole_number, "width", self.width, 1, 256)
         if self.keep not in KEEP:
             raise UNetError(f"keep must be one of {', '.join(KEEP)}, not {self.keep!r}")
-        _number("report interval (seconds)", self.report_every, 0, 60, optional=True)
+        _optional(number, "report interval (seconds)", self.report_every, 0, 60)
 
 
-def _integer(name: str, value, low: int, high: int, optional: bool = False) -> None:
-    if value is None and optional:
-        return
-    if isinstance(value, bool) or not isinstance(value, Integral) or not low <= value <= high:
-        raise UNetError(f"the {name} must be a whole number from {low} to {high}, not {value!r}")
-
-
-def _number(
-    name: str, value, low: float, high: float, optional: bool = False, open_low: bool = False
-) -> None:
-    if value is None and optional:
-        return
-    ok = isinstance(value, Real) and not isinstance(value, bool) and math.isfinite(value)
-    if not ok or not (low < value if open_low else low <= value) or value > high:
-        bound = f"above {low}" if open_low else f"from {low}"
-        raise UNetError(f"the {name} must be a number {bound} to {high}, not {value!r}")
+def _optional(check, what: str, value, *bounds, **options) -> None:
+    """``check`` the setting unless it is None (automatic or off)."""
+    if value is not None:
+        check(what, value, *bounds, **options)
 
 
 @dataclass
