@@ -96,3 +96,27 @@ def cudnn_benchmark(device: torch.device):
         yield
     finally:
         torch.backends.cudnn.benchmark = before
+
+
+def free_memory(device: torch.device) -> int:
+    """Bytes this process can still allocate on a CUDA device (its own cached blocks count)."""
+    free, _ = torch.cuda.mem_get_info(device)
+    return free + torch.cuda.memory_reserved(device) - torch.cuda.memory_allocated(device)
+
+
+def peak_memory(device: torch.device, run) -> int | None:
+    """Bytes of CUDA memory ``run()`` takes at its peak beyond what was allocated before;
+    None when it runs out of memory."""
+    torch.cuda.synchronize(device)
+    torch.cuda.reset_peak_memory_stats(device)
+    before = torch.cuda.memory_allocated(device)
+    try:
+        run()
+        torch.cuda.synchronize(device)
+    except Exception as error:
+        if not is_out_of_memory(error):
+            raise
+        return None
+    finally:
+        torch.cuda.empty_cache()
+    return max(torch.cuda.max_memory_allocated(device) - before, 0)

@@ -22,7 +22,15 @@ from torch import nn
 from torch.nn.utils.fusion import fuse_conv_bn_eval
 
 from .checks import is_whole, whole_number
-from .device import autocast, cudnn_benchmark, is_out_of_memory, prepare, resolve_device
+from .device import (
+    autocast,
+    cudnn_benchmark,
+    free_memory,
+    is_out_of_memory,
+    peak_memory,
+    prepare,
+    resolve_device,
+)
 from .errors import UNetError
 from .images import Normalization, as_stack, read_slice, spatial_shape
 from .objects import ObjectSettings, find_objects
@@ -168,25 +176,16 @@ class Predictor:
         auto_tile, auto_batch = self._auto
         if not (auto_tile or auto_batch):
             return
-        free, _ = torch.cuda.mem_get_info(self.device)
-        free += torch.cuda.memory_reserved(self.device) - torch.cuda.memory_allocated(self.device)
+        free = free_memory(self.device)
         side_y, side_x = min(padded[0], 512), min(padded[1], 512)
         probe = torch.zeros((1, channels, side_y, side_x), device=self.device).contiguous(
             memory_format=torch.channels_last
         )
-        torch.cuda.synchronize(self.device)
-        torch.cuda.reset_peak_memory_stats(self.device)
-        before = torch.cuda.memory_allocated(self.device)
-        try:
-            self._compute(net, probe)
-        except Exception as error:
-            if not is_out_of_memory(error):
-                raise
-            torch.cuda.empty_cache()
+        used = peak_memory(self.device, lambda: self._compute(net, probe))
+        if used is None:
             self.tile_size = self.tile_size or 2 * self.margin + self.multiple
             self.batch_size = self.batch_size or 1
             return
-        used = torch.cuda.max_memory_allocated(self.device) - before
         bytes_per_pixel = 1.25 * used / (side_y * side_x) + 4 * channels
         budget = MEMORY_FRACTION * free
         self.tile_size = self.tile_size or tile_for_memory(

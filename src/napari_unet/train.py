@@ -26,8 +26,10 @@ from .device import (
     DEVICES,
     autocast,
     cudnn_benchmark,
+    free_memory,
     is_out_of_memory,
     needs_grad_scaler,
+    peak_memory,
     prepare,
     resolve_device,
 )
@@ -338,28 +340,22 @@ class Trainer:
             return CPU_SIZE["batch_size"]
         if self.device.type != "cuda":
             return 8
-        probe, n = copy.deepcopy(net), 4
+        n = 4
         images = torch.zeros(n, net.config.in_channels, self.patch_size, self.patch_size)
         images = images.to(self.device, memory_format=torch.channels_last)
         targets = torch.zeros(n, self.patch_size, self.patch_size, dtype=torch.long)
         targets = targets.to(self.device)
-        torch.cuda.synchronize(self.device)
-        before = torch.cuda.memory_allocated(self.device)
-        torch.cuda.reset_peak_memory_stats(self.device)
-        try:
+
+        def step() -> None:
+            probe = copy.deepcopy(net)
             with autocast(self.device):
                 logits = probe(images)
             weighted_cross_entropy(logits, targets, torch.ones_like(targets).float()).backward()
-        except Exception as error:
-            if not is_out_of_memory(error):
-                raise
+
+        used = peak_memory(self.device, step)
+        if used is None:
             return 1
-        finally:
-            del probe
-        per_patch = (torch.cuda.max_memory_allocated(self.device) - before) / n
-        torch.cuda.empty_cache()
-        free, _ = torch.cuda.mem_get_info(self.device)
-        fits = int(0.5 * free / max(per_patch, 1))
+        fits = int(0.5 * free_memory(self.device) / max(used / n, 1))
         return max(1, min(GPU_MAX_BATCH, 2 ** int(math.log2(max(fits, 1)))))
 
     def _starting_point(self, max_id: int, normalization: Normalization) -> Segmenter:
