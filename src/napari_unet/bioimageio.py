@@ -20,7 +20,7 @@ import numpy as np
 import torch
 import yaml
 
-from . import __version__, errors, model
+from . import __version__, checks, errors, model
 from .errors import ModelFileError, UNetError
 from .files import reserve
 from .io import load_model_bytes, model_config, state_bytes
@@ -231,8 +231,9 @@ def _rdf(segmenter, name, description, authors, license, files) -> dict:
 
 
 def _architecture_source() -> str:
-    """``model.py`` as one file that needs only torch, with a builder taking the config."""
-    own = [inspect.getsource(errors), inspect.getsource(model)]
+    """``model.py`` (with the errors and checks it uses) as one file that needs only torch,
+    with a builder taking the config."""
+    own = [inspect.getsource(module) for module in (errors, checks, model)]
     lines = [
         line
         for part in own

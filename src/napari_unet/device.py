@@ -59,7 +59,7 @@ def cpu_has_bf16() -> bool:
 def autocast(device: torch.device) -> contextlib.AbstractContextManager:
     """Mixed precision where it pays: bf16 on CUDA and bf16-capable CPUs."""
     if device.type == "cuda":
-        dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+        dtype = torch.bfloat16 if cuda_has_bf16(device) else torch.float16
         return torch.autocast("cuda", dtype=dtype)
     if device.type == "cpu" and cpu_has_bf16():
         return torch.autocast("cpu", dtype=torch.bfloat16)
@@ -68,7 +68,13 @@ def autocast(device: torch.device) -> contextlib.AbstractContextManager:
 
 def needs_grad_scaler(device: torch.device) -> bool:
     """float16 autocast (older GPUs) needs loss scaling; bf16 does not."""
-    return device.type == "cuda" and not torch.cuda.is_bf16_supported()
+    return device.type == "cuda" and not cuda_has_bf16(device)
+
+
+def cuda_has_bf16(device: torch.device) -> bool:
+    """Whether the GPU computes bfloat16 natively (Ampere and newer). ``is_bf16_supported``
+    also says yes for older cards that only emulate it, where cuDNN has no bf16 kernels."""
+    return torch.cuda.get_device_capability(device)[0] >= 8
 
 
 def is_out_of_memory(error: BaseException) -> bool:
