@@ -188,8 +188,9 @@ class Predictor:
             return
         bytes_per_pixel = 1.25 * used / (side_y * side_x) + 4 * channels
         budget = MEMORY_FRACTION * free
+        tile_budget = min(budget, MAX_BATCH_PIXELS * bytes_per_pixel)  # activations < 2**31 values
         self.tile_size = self.tile_size or tile_for_memory(
-            *padded, bytes_per_pixel, budget, self.multiple, 2 * self.margin + self.multiple
+            *padded, bytes_per_pixel, tile_budget, self.multiple, 2 * self.margin + self.multiple
         )
         if auto_batch:
             (tile_y, tile_x), tiles = tiles_2d(*padded, self.tile_size, self.margin, self.multiple)
@@ -227,6 +228,8 @@ class Predictor:
             except Exception as error:
                 if not is_out_of_memory(error):
                     raise
+                outputs = None  # out of the handler, the traceback frees the batch's memory
+            if outputs is None:
                 if self.device.type == "cuda":
                     torch.cuda.empty_cache()
                 if len(chunk) == 1:

@@ -236,7 +236,10 @@ class Trainer:
                 except Exception as error:
                     if not is_out_of_memory(error):
                         raise
+                    loss = None  # out of the handler, the traceback frees the step's memory
+                if loss is None:  # a fresh scaler too: the failed step may have half-unscaled it
                     batch = self._smaller_batch(batch)
+                    scaler = torch.amp.GradScaler(enabled=needs_grad_scaler(device))
                     continue
                 step += 1
                 pixels += batch * patch**2
