@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from .checks import whole_number
+from .device import resolve_device
 from .errors import UNetError, os_error_message
 from .images import Normalization, as_stack
 from .io import load_model_bytes
@@ -271,7 +272,11 @@ def predict_chunk(job: Job, chunk: Chunk) -> None:
     channel_axis = job.channel_axis
     if channel_axis is not None and len(spatial) == 3 and spatial[0] < channel_axis:
         channel_axis -= 1
-    result = Predictor(segmenter, region, channel_axis=channel_axis, device=job.device)
+    sizes = {}
+    if resolve_device(job.device).type == "cuda":  # one tile: no memory probe per chunk
+        side = max(y1 - y0, x1 - x0, 2 * context(multiple) + multiple)
+        sizes = {"tile_size": -(-side // multiple) * multiple, "batch_size": 1}
+    result = Predictor(segmenter, region, channel_axis=channel_axis, device=job.device, **sizes)
     for _ in result.run():
         pass
     labels = result.outputs().labels[chunk.y0 - y0 : chunk.y1 - y0, chunk.x0 - x0 : chunk.x1 - x0]
