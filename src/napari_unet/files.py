@@ -27,6 +27,8 @@ from .errors import UNetError, os_error_message
 TEMPORARY_SUFFIX = ".unet-tmp"
 STALE_AFTER_S = 15 * 60
 LEGACY_STALE_AFTER_S = 3600
+NAME_MAX = 255
+"""The longest file name, in bytes, on the usual file systems."""
 _OURS = re.compile(r"^\..+\.(\d+)-[0-9a-f]+" + re.escape(TEMPORARY_SUFFIX) + "$")
 _LEGACY = re.compile(r"^(\..+\.)[a-z0-9_]{8}\.tmp$")
 
@@ -175,7 +177,8 @@ def _same_file(a: Path, b: Path) -> bool:
 
 def _create_temporary(path: Path) -> Path:
     """An empty hidden file beside ``path``, created with the umask's mode."""
-    name = f".{path.name}.{os.getpid()}-{secrets.token_hex(4)}{TEMPORARY_SUFFIX}"
+    tail = f".{os.getpid()}-{secrets.token_hex(4)}{TEMPORARY_SUFFIX}"
+    name = "." + _shortened(path.name, NAME_MAX - 1 - len(tail)) + tail
     temporary = path.parent / name
     try:
         os.close(os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
@@ -185,6 +188,11 @@ def _create_temporary(path: Path) -> Path:
             raise UNetError(f"cannot write {path}: the folder {path.parent} is {reason}") from None
         raise UNetError(f"cannot write {path}: {_reason(error)}") from None
     return temporary
+
+
+def _shortened(name: str, limit: int) -> str:
+    """``name`` cut to at most ``limit`` bytes of UTF-8 (file names are limited in bytes)."""
+    return name.encode()[:limit].decode(errors="ignore") or "output"
 
 
 def _reason(error: OSError) -> str:

@@ -140,6 +140,8 @@ def load_model_bytes(data: bytes, name: str = "the model") -> Segmenter:
         raise ModelFileError(
             f"{name} is damaged or incompatible with this napari-unet: {error}"
         ) from None
+    if not all(bool(torch.isfinite(tensor).all()) for tensor in state.values()):
+        raise ModelFileError(f"{name} is damaged: some of its weights are not numbers")
     return Segmenter(
         net.eval(),
         list(config["class_names"]),

@@ -5,8 +5,18 @@ from dataclasses import dataclass, field
 import torch
 
 from .annotations import default_class_names
+from .errors import UNetError
 from .images import Normalization
 from .model import UNet, UNetConfig
+
+
+def check_class_names(names) -> list[str] | None:
+    """``names`` as a list of texts (None stays None), or a UNetError."""
+    if names is None:
+        return None
+    if not isinstance(names, list | tuple) or not all(isinstance(n, str) for n in names):
+        raise UNetError(f"class names must be a list of texts, not {names!r}")
+    return list(names)
 
 
 @dataclass
@@ -25,9 +35,9 @@ class Segmenter:
         """An untrained segmenter."""
         if seed is not None:
             torch.manual_seed(seed)
-        names = list(class_names or default_class_names(config.n_classes))
+        names = check_class_names(class_names) or default_class_names(config.n_classes)
         if len(names) != config.n_classes:
-            raise ValueError(f"{len(names)} class names for {config.n_classes} classes")
+            raise UNetError(f"{len(names)} class names for {config.n_classes} classes")
         return cls(UNet(config).eval(), names)
 
     @property

@@ -37,7 +37,7 @@ from .errors import UNetError
 from .images import Normalization, as_stack, spatial_shape
 from .losses import IGNORE, weighted_cross_entropy
 from .model import UNetConfig
-from .segmenter import Segmenter
+from .segmenter import Segmenter, check_class_names
 
 CPU_ARCHITECTURE = {"depth": 3, "width": 16}
 GPU_ARCHITECTURE = {"depth": 4, "width": 32}
@@ -108,6 +108,10 @@ class TrainSettings:
         _optional(number, "report interval (seconds)", self.report_every, 0, 60)
 
 
+def _finite(net: torch.nn.Module) -> bool:
+    return all(bool(torch.isfinite(p).all()) for p in net.parameters())
+
+
 def _optional(check, what: str, value, *bounds, **options) -> None:
     """``check`` the setting unless it is None (automatic or off)."""
     if value is not None:
@@ -171,7 +175,7 @@ class Trainer:
                 f"{channels}"
             )
         self.segmenter = segmenter
-        self.class_names = class_names
+        self.class_names = check_class_names(class_names)
         self.device = resolve_device(self.settings.device)
         self.architecture = self._architecture()
         self.patch_size = self._patch_size()
@@ -253,6 +257,11 @@ class Trainer:
                     continue
                 last_report = now
                 loss_value = float(loss_sum) / since
+                if not math.isfinite(loss_value) and not _finite(net):
+                    raise UNetError(
+                        "training diverged (the weights are no longer numbers): lower the "
+                        "learning rate and train again; the model you started from is unchanged"
+                    )
                 blend = LOSS_DECAY**since
                 mean_loss = loss_value if mean_loss is None else mean_loss
                 mean_loss = blend * mean_loss + (1 - blend) * loss_value

@@ -1,0 +1,67 @@
+"""Inputs found by probing: class names that are not texts, weights that are not numbers."""
+
+import copy
+
+import numpy as np
+import pytest
+import torch
+
+from napari_unet.errors import ModelFileError, UNetError
+from napari_unet.io import load_model, model_bytes, save_model
+from napari_unet.model import UNetConfig
+from napari_unet.segmenter import Segmenter
+from napari_unet.train import Trainer, TrainSettings
+
+from conftest import TINY, run_to_end
+
+
+@pytest.mark.parametrize("names", [[1, 2], "xyz", 7, ["background", None]])
+def test_class_names_that_are_not_texts_are_refused_before_training(image, annotations, names):
+    with pytest.raises(UNetError, match="class names must be a list of texts"):
+        Trainer(image, annotations, settings=TrainSettings(steps=1), class_names=names)
+    with pytest.raises(UNetError, match="class names must be a list of texts"):
+        Segmenter.new(UNetConfig(depth=1, width=2), names)
+
+
+def test_a_trained_model_with_given_class_names_loads_back(image, annotations, tmp_path):
+    settings = TrainSettings(steps=2, device="cpu", **TINY)
+    names = ("background", "nucleus")
+    trainer = Trainer(image, annotations, settings=settings, class_names=names)
+    _, segmenter = run_to_end(trainer.run())
+    path = save_model(segmenter, tmp_path / "named.safetensors")
+    assert load_model(path).class_names == ["background", "nucleus"]
+
+
+def _with_nan_weight(segmenter: Segmenter) -> Segmenter:
+    broken = copy.deepcopy(segmenter)
+    with torch.no_grad():
+        next(broken.net.parameters()).fill_(float("nan"))
+    return broken
+
+
+def test_a_model_file_with_weights_that_are_not_numbers_is_refused(trained, tmp_path):
+    path = tmp_path / "nan.safetensors"
+    path.write_bytes(model_bytes(_with_nan_weight(trained)))
+    with pytest.raises(ModelFileError, match="weights are not numbers"):
+        load_model(path)
+
+
+def test_training_that_diverges_stops_with_a_clear_message(image, annotations, trained):
+    start = _with_nan_weight(trained)
+    kept = {k: v.clone() for k, v in start.net.state_dict().items()}
+    settings = TrainSettings(steps=3, device="cpu", batch_size=2, patch_size=64)
+    trainer = Trainer(image, annotations, settings=settings, segmenter=start)
+    with pytest.raises(UNetError, match="training diverged"):
+        run_to_end(trainer.run())
+    for key, value in start.net.state_dict().items():
+        assert torch.equal(value.isnan(), kept[key].isnan())
+        assert torch.equal(value.nan_to_num(), kept[key].nan_to_num())
+    assert np.isfinite(next(trained.net.parameters()).detach().numpy()).all()
+
+
+def test_a_long_output_name_is_written(trained, tmp_path):
+    name = "é" * 60 + "a" * (255 - 120 - len(".safetensors")) + ".safetensors"
+    assert len(name.encode()) == 255
+    path = save_model(trained, tmp_path / name)
+    assert load_model(path).class_names == trained.class_names
+    assert [p.name for p in tmp_path.iterdir()] == [name]
