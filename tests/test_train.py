@@ -10,9 +10,10 @@ from conftest import TINY, dice, run_to_end
 
 
 def test_a_tiny_unet_learns_the_nuclei_from_the_top_rows(image, annotations, truth):
-    events, segmenter = run_to_end(
-        Trainer(image, annotations, settings=TrainSettings(steps=80, **TINY)).run()
-    )
+    # on the CPU: an event per step, and thresholds met with the CPU's random numbers
+    # (a GPU draws others; the GPU test checks learning there)
+    settings = TrainSettings(steps=80, device="cpu", **TINY)
+    events, segmenter = run_to_end(Trainer(image, annotations, settings=settings).run())
     losses = [e.loss for e in events]
     assert len(events) == 80
     assert np.mean(losses[-10:]) < 0.8 * np.mean(losses[:10])
@@ -26,7 +27,7 @@ def test_a_tiny_unet_learns_the_nuclei_from_the_top_rows(image, annotations, tru
 
 
 def test_progress_events_describe_each_step(image, annotations):
-    settings = TrainSettings(steps=6, **{**TINY, "eval_every": 3})
+    settings = TrainSettings(steps=6, device="cpu", **{**TINY, "eval_every": 3})
     events, _ = run_to_end(Trainer(image, annotations, settings=settings).run())
     assert all(isinstance(e, TrainProgress) for e in events)
     assert [e.step for e in events] == list(range(1, 7))
@@ -76,7 +77,7 @@ def test_fine_tuning_keeps_classes_and_leaves_the_start_model_unchanged(
 
 
 def test_training_is_reproducible_with_a_seed(image, annotations):
-    settings = TrainSettings(steps=3, **TINY)
+    settings = TrainSettings(steps=3, report_every=0, **TINY)  # an event per step on any device
     first, _ = run_to_end(Trainer(image, annotations, settings=settings).run())
     second, _ = run_to_end(Trainer(image, annotations, settings=settings).run())
     assert [e.loss for e in first] == pytest.approx([e.loss for e in second], rel=1e-4)
@@ -89,8 +90,8 @@ def test_stacks_train_from_any_annotated_slices(image):
     annotations[1, 100:110, 100:110] = 2
     annotations[2, 0:20, :] = 1
     settings = TrainSettings(steps=3, **TINY)
-    events, segmenter = run_to_end(Trainer(stack, annotations, settings=settings).run())
-    assert len(events) == 3
+    _, segmenter = run_to_end(Trainer(stack, annotations, settings=settings).run())
+    assert segmenter.history[-1]["steps"] == 3
     assert segmenter.history[-1]["annotated_pixels"] == {"1": 40 * 300 + 20 * 512, "2": 100}
 
 
@@ -119,9 +120,8 @@ def test_reports_every_interval_accumulate_the_loss_on_the_device(image, annotat
 
 
 def test_mean_loss_is_smoother_than_the_loss(image, annotations):
-    events, _ = run_to_end(
-        Trainer(image, annotations, settings=TrainSettings(steps=30, **TINY)).run()
-    )
+    settings = TrainSettings(steps=30, report_every=0, **TINY)  # an event per step on any device
+    events, _ = run_to_end(Trainer(image, annotations, settings=settings).run())
     losses = np.array([e.loss for e in events])
     means = np.array([e.mean_loss for e in events])
     assert events[0].mean_loss == events[0].loss
@@ -172,9 +172,9 @@ def test_out_of_memory_halves_the_batch(image, annotations, monkeypatch):
         return real_step(net, optimizer, scaler, images, *rest)
 
     monkeypatch.setattr(trainer, "_step", step)
-    events, _ = run_to_end(trainer.run())
+    _, segmenter = run_to_end(trainer.run())
     assert batches[:3] == [4, 2, 1]
-    assert len(events) == 2
+    assert segmenter.history[-1]["steps"] == 2 and segmenter.history[-1]["batch_size"] == 1
 
 
 @pytest.mark.gpu

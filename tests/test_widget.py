@@ -20,7 +20,10 @@ from napari_unet.widgets._layers import CLASS_NAMES_KEY, EDITED_KEY
 
 from conftest import messages
 
-TINY = TrainSettings(steps=5, width=4, depth=2, patch_size=32, batch_size=2, eval_every=5)
+# report_every=0: a point on the plot per step on any device (a GPU reports every 0.1 s)
+TINY = TrainSettings(
+    steps=5, width=4, depth=2, patch_size=32, batch_size=2, eval_every=5, report_every=0
+)
 WAIT_MS = 60_000
 
 
@@ -78,6 +81,7 @@ def long_stack(viewer, widget: UNetWidget, slices: int = 200):
     annotations = np.zeros(stack.shape, np.uint8)
     annotations[0, :40], annotations[0, 40:50] = 1, 2
     widget.session.set_model(tiny_model(stack[:1], annotations[:1]))
+    widget.session.device = "cpu"  # slice by slice: a GPU predicts all 200 in one batch
     layer = viewer.add_image(stack, name="stack")
     widget.predict.image_combo.choose(layer)
     return layer
