@@ -96,3 +96,40 @@ def test_foreign_or_damaged_packages_are_refused(tmp_path, package):
     broken.write_bytes(b"PK not really")
     with pytest.raises(UNetError, match="not a readable"):
         import_model(broken)
+
+
+def test_packages_load_as_models_under_any_name_and_model_files_are_not_packages(
+    package, trained, tmp_path
+):
+    from napari_unet.io import load_model, save_model
+
+    renamed = tmp_path / "nuclei-package"
+    renamed.write_bytes(package.read_bytes())
+    assert load_model(renamed).class_names == trained.class_names
+    for name in ("model.zip", "rdf.yaml"):
+        with pytest.raises(UNetError, match="would be read back as a bioimage.io package"):
+            save_model(trained, tmp_path / name)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["nuclei-package"]
+
+
+def test_export_replaces_only_packages_and_never_its_own_model(package, trained, tmp_path):
+    data = tmp_path / "data.zip"
+    with zipfile.ZipFile(data, "w") as archive:
+        archive.writestr("raw/a.txt", "precious")
+    with pytest.raises(UNetError, match="is not a bioimage.io model package; not overwriting"):
+        export_model(trained, data, overwrite=True)
+    assert zipfile.ZipFile(data).read("raw/a.txt") == b"precious"
+    own = tmp_path / "own.zip"
+    own.write_bytes(package.read_bytes())
+    with pytest.raises(UNetError, match="is the model of this run"):
+        export_model(trained, own, overwrite=True, inputs={own: "the model"})
+    assert own.read_bytes() == package.read_bytes()
+    assert export_model(trained, own, overwrite=True) == own
+
+
+def test_a_broken_rdf_yaml_is_reported_in_one_line(tmp_path):
+    broken = tmp_path / "broken.zip"
+    with zipfile.ZipFile(broken, "w") as archive:
+        archive.writestr("rdf.yaml", "type: model\n: : : [\n")
+    with pytest.raises(UNetError, match=r"^the package's rdf.yaml is not valid YAML \(line 2\)$"):
+        import_model(broken)

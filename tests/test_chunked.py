@@ -141,3 +141,34 @@ def test_napari_opens_the_output_as_multiscale_labels(request, model_path, tmp_p
         (300, 300),
         (150, 150),
     ]
+
+
+def test_plain_zarr_channels_are_given_or_guessed_and_packages_are_models(
+    image, trained, tmp_path
+):
+    from napari_unet.bioimageio import export_model
+    from napari_unet.model import UNetConfig
+    from napari_unet.segmenter import Segmenter
+
+    rgb = Segmenter.new(UNetConfig(in_channels=3, depth=2, width=4))
+    model = save_model(rgb, tmp_path / "rgb.safetensors")
+    pixels = np.stack([image[:128, :128]] * 3)
+    first = zarr.open_array(str(tmp_path / "cyx.zarr"), mode="w", shape=pixels.shape, dtype="u1")
+    first[:] = pixels
+    last = zarr.open_array(str(tmp_path / "yxc.zarr"), mode="w", shape=(128, 128, 3), dtype="u1")
+    last[:] = np.moveaxis(pixels, 0, -1)
+    expected = predict(rgb, pixels, channel_axis=0, device="cpu").labels
+    for name, axis in (("cyx.zarr", 0), ("yxc.zarr", None), ("yxc.zarr", -1)):
+        target = tmp_path / f"{name}-{axis}.ome.zarr"
+        predictor = VolumePredictor(
+            model, tmp_path / name, target, chunk=64, device="cpu", channel_axis=axis
+        )
+        run(predictor)
+        np.testing.assert_array_equal(zarr.open_group(target)["0"][...], expected)
+    with pytest.raises(UNetError, match="channel axis 3 does not exist"):
+        VolumePredictor(model, tmp_path / "cyx.zarr", tmp_path / "x.ome.zarr", channel_axis=3)
+
+    package = export_model(trained, tmp_path / "nuclei.zip")
+    target = tmp_path / "from-package.ome.zarr"
+    run(VolumePredictor(package, tmp_path / "cyx.zarr", target, chunk=64, device="cpu"))
+    assert zarr.open_group(target)["0"].shape == (3, 128, 128)

@@ -46,11 +46,14 @@ def export_model(
     license: str = "CC-BY-4.0",
     test_image: np.ndarray | None = None,
     overwrite: bool = False,
+    inputs: dict[str | Path, str] | None = None,
 ) -> Path:
     """Write ``segmenter`` as a bioimage.io model package (a ``.zip``) and return its path.
 
     ``test_image`` is a (Y, X) or (Y, X, C) image for the package's test input (by default a
-    synthetic one); it is cropped to a multiple of the network's pooling size.
+    synthetic one); it is cropped to a multiple of the network's pooling size. With
+    ``overwrite``, only a bioimage.io package is replaced, never one of ``inputs`` (the files
+    the model and test image came from, mapped to what they are).
     """
     if not isinstance(segmenter, Segmenter):
         raise UNetError(f"a trained Segmenter is needed to export a model, not {type(segmenter)}")
@@ -60,7 +63,13 @@ def export_model(
     if path.suffix.lower() != ".zip":
         raise UNetError(f"a bioimage.io package is a .zip file, not {path.name}")
     files = _package_files(segmenter, name, description, authors, license, test_image)
-    with reserve([path], overwrite=overwrite, hint="choose another name") as outputs:
+    with reserve(
+        [path],
+        overwrite=overwrite,
+        inputs=inputs,
+        hint="choose another name",
+        replaceable=_not_a_package,
+    ) as outputs:
         (path,) = outputs.commit([lambda file: file.write(_zip(files))])
     return path
 
@@ -69,7 +78,7 @@ def import_model(path: str | Path) -> Segmenter:
     """The model of a bioimage.io package exported by napari-unet (``.zip`` or ``rdf.yaml``)."""
     path = Path(path)
     try:
-        if path.suffix.lower() == ".zip":
+        if path.suffix.lower() == ".zip" or zipfile.is_zipfile(path):
             with zipfile.ZipFile(path) as package:
                 rdf = _description(package.read(RDF))
                 state = package.read(_weights_source(rdf))
@@ -91,19 +100,33 @@ def import_model(path: str | Path) -> Segmenter:
     return load_model_bytes(state_bytes(weights, rdf["config"]["napari_unet"]), path.name)
 
 
+def _not_a_package(path: Path) -> str | None:
+    """Why ``path`` must not be replaced by a package (None for a bioimage.io package)."""
+    try:
+        with zipfile.ZipFile(path) as package:
+            rdf = yaml.safe_load(package.read(RDF))
+    except (OSError, KeyError, zipfile.BadZipFile, yaml.YAMLError):
+        rdf = None
+    if isinstance(rdf, dict) and rdf.get("type") == "model":
+        return None
+    return "exists and is not a bioimage.io model package"
+
+
 def _description(data: bytes) -> dict:
     """The parsed rdf.yaml of a package exported by napari-unet."""
     try:
         rdf = yaml.safe_load(data)
     except yaml.YAMLError as error:
-        raise ModelFileError(f"the package's {RDF} is not valid YAML: {error}") from None
+        mark = getattr(error, "problem_mark", None)
+        where = f" (line {mark.line + 1})" if mark else ""
+        raise ModelFileError(f"the package's {RDF} is not valid YAML{where}") from None
     if not isinstance(rdf, dict) or rdf.get("type") != "model":
         raise ModelFileError(f"the package's {RDF} does not describe a model")
     config = rdf.get("config")
     if not isinstance(config, dict) or not isinstance(config.get("napari_unet"), dict):
         raise ModelFileError(
             "this bioimage.io model was not exported by napari-unet: its architecture is not "
-            "ours, so it cannot be a starting model"
+            "ours, so napari-unet cannot load it"
         )
     return rdf
 

@@ -22,9 +22,9 @@ import numpy as np
 
 from .checks import whole_number
 from .device import resolve_device
-from .errors import UNetError, os_error_message
-from .images import Normalization, as_stack
-from .io import load_model_bytes
+from .errors import UNetError
+from .images import Normalization, as_stack, check_channel_axis, guess_channel_axis
+from .io import load_model, load_model_bytes, model_bytes
 from .predict import Predictor
 from .segmenter import Segmenter
 from .tiling import context
@@ -107,6 +107,17 @@ def open_volume(path: str | Path) -> tuple[object, str, int | None]:
     return array, array_path, channel_axis
 
 
+def _channels(array, array_path: str, found: int | None, given) -> tuple[object, str, int | None]:
+    """The channel axis: the OME-Zarr's, else the one given, else guessed as for TIFFs."""
+    given = check_channel_axis(given, len(array.shape))
+    if found is None:
+        axis = guess_channel_axis(array.shape) if given is None else given % len(array.shape)
+        return array, array_path, axis
+    if given is not None and given % len(array.shape) != found:
+        raise UNetError(f"the OME-Zarr's channels are on axis {found}, not on axis {given}")
+    return array, array_path, found
+
+
 def plan(shape: tuple[int, ...], chunk: int) -> list[Chunk]:
     """The output chunks of a (Z, Y, X) volume."""
     z, height, width = shape
@@ -130,6 +141,7 @@ class VolumePredictor:
         chunk: int = DEFAULT_CHUNK,
         device: str = "auto",
         overwrite: bool = False,
+        channel_axis: int | None = None,
     ):
         target = Path(target)
         if target.exists() and not overwrite:
@@ -145,9 +157,9 @@ class VolumePredictor:
             raise UNetError("the output must be neither the input nor inside it, nor contain it")
         if not os.access(target.parent if target.parent.exists() else ".", os.W_OK):
             raise UNetError(f"cannot write into {target.parent}")
-        model_bytes = _read_model(Path(model_path))
-        segmenter = load_model_bytes(model_bytes, Path(model_path).name)
-        array, array_path, channel_axis = open_volume(source)
+        segmenter = load_model(Path(model_path))  # a model file or a package
+        model = model_bytes(segmenter)  # what the workers get, rather than the path
+        array, array_path, channel_axis = _channels(*open_volume(source), channel_axis)
         stack = as_stack(array, channel_axis)
         if stack.shape[-1] != segmenter.in_channels:
             raise UNetError(
@@ -168,8 +180,8 @@ class VolumePredictor:
             array_path,
             channel_axis,
             str(self.folder.resolve()),
-            model_bytes,
-            hashlib.sha256(model_bytes).hexdigest(),
+            model,
+            hashlib.sha256(model).hexdigest(),
             normalization.to_dict(),
             context(multiple),
             device,
@@ -285,16 +297,6 @@ def predict_chunk(job: Job, chunk: Chunk) -> None:
         output[chunk.y0 : chunk.y1, chunk.x0 : chunk.x1] = labels
     else:
         output[chunk.z, chunk.y0 : chunk.y1, chunk.x0 : chunk.x1] = labels
-
-
-def _read_model(path: Path) -> bytes:
-    """A model file's bytes, read once (the workers get these bytes, not the path)."""
-    if not path.is_file():
-        raise UNetError(f"{path} does not exist or is not a model file")
-    try:
-        return path.read_bytes()
-    except OSError as error:
-        raise UNetError(f"cannot read {path}: {os_error_message(error)}") from None
 
 
 def _model(job: Job) -> Segmenter:

@@ -7,10 +7,12 @@ written through a temporary file and renamed (see :mod:`napari_unet.files`), so 
 leaves half a model, and an existing file is only replaced when asked to.
 """
 
+import contextlib
 import io
 import json
 import math
 import os
+import zipfile
 from dataclasses import fields
 from pathlib import Path
 
@@ -29,6 +31,7 @@ from .segmenter import Segmenter
 FORMAT = "napari-unet"
 FORMAT_VERSION = 1
 SUFFIX = ".safetensors"
+PACKAGE_SUFFIXES = (".zip", ".yaml", ".yml")
 MAX_HEADER_BYTES = 16 * 2**20
 MAX_IN_CHANNELS = 64
 DTYPE_BYTES = {"F64": 8, "F32": 4, "F16": 2, "BF16": 2, "I64": 8, "I32": 4}
@@ -44,6 +47,11 @@ def save_model(segmenter: Segmenter, path: str | Path, overwrite: bool = False) 
     path = _as_path(path)
     if path.is_dir():
         raise ModelFileError(f"{path} is a folder; give a file name such as model{SUFFIX}")
+    if path.suffix.lower() in PACKAGE_SUFFIXES:
+        raise ModelFileError(
+            f"{path.name} would be read back as a bioimage.io package: name a model file "
+            f"*{SUFFIX}, and export a model to write a package"
+        )
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
     except OSError as error:
@@ -112,8 +120,13 @@ def read_config(path: str | Path) -> dict:
 
 
 def load_model(path: str | Path) -> Segmenter:
-    """Read a model file written by :func:`save_model`."""
+    """Read a model file written by :func:`save_model`, or a bioimage.io package exported by
+    napari-unet (a ``.zip``, or its unpacked ``rdf.yaml``)."""
     path = _existing_file(path)
+    if _is_package(path):
+        from .bioimageio import import_model
+
+        return import_model(path)
     name = path.name
     try:
         with open(path, "rb") as file:
@@ -148,6 +161,15 @@ def load_model_bytes(data: bytes, name: str = "the model") -> Segmenter:
         Normalization(**config["normalization"]),
         list(config["history"]),
     )
+
+
+def _is_package(path: Path) -> bool:
+    """A bioimage.io package by its name, or a zip file holding an rdf.yaml."""
+    if path.suffix.lower() in PACKAGE_SUFFIXES:
+        return True
+    with contextlib.suppress(OSError, zipfile.BadZipFile), zipfile.ZipFile(path) as archive:
+        return "rdf.yaml" in archive.namelist()
+    return False
 
 
 def _as_path(path) -> Path:

@@ -19,7 +19,7 @@ from qtpy.QtWidgets import (
 )
 
 from .. import autosave
-from ..bioimageio import export_model, import_model
+from ..bioimageio import export_model
 from ..device import describe, resolve_device
 from ..errors import UNetError
 from ..io import SUFFIX, load_model, save_model
@@ -172,7 +172,7 @@ class ModelSection(QGroupBox):
         if not confirm_replace(self.session, self):
             return
         try:
-            model = import_model(path) if Path(path).suffix == ".zip" else load_model(path)
+            model = load_model(path)
         except (UNetError, OSError) as error:
             show_error(f"Cannot load the model: {error}")
             return
