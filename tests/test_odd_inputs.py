@@ -65,3 +65,25 @@ def test_a_long_output_name_is_written(trained, tmp_path):
     path = save_model(trained, tmp_path / name)
     assert load_model(path).class_names == trained.class_names
     assert [p.name for p in tmp_path.iterdir()] == [name]
+
+
+@pytest.mark.parametrize(
+    "convert",
+    [
+        lambda x: x.astype(np.float64) * 1e300,
+        lambda x: x.astype(np.float64) * 1e-300,
+        lambda x: x.astype(np.int64) + 10**15,
+        lambda x: x.astype(np.int32) + 10**9,
+        lambda x: x.astype(np.uint64) * 2**40,
+    ],
+    ids=["float64 huge", "float64 tiny", "int64 offset", "int32 offset", "uint64 scaled"],
+)
+def test_wide_types_predict_and_train_like_their_values(trained, image, annotations, convert):
+    from napari_unet.predict import predict
+
+    expected = predict(trained, image, device="cpu").labels
+    wide = convert(image)
+    assert (predict(trained, wide, device="cpu").labels == expected).mean() > 0.999
+    settings = TrainSettings(steps=2, device="cpu", **TINY)
+    _, segmenter = run_to_end(Trainer(wide, annotations, settings=settings).run())
+    assert np.isfinite(segmenter.normalization.low + segmenter.normalization.high).all()

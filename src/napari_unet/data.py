@@ -50,10 +50,9 @@ class TrainingSet:
         labels = np.stack([np.asarray(annotations[z]) for z in picks])
         counts = check_annotations(labels, n_classes)
         n_classes = n_classes or max(counts)
-        images = np.stack([read_slice(stack, z) for z in picks])
+        images = np.stack([read_slice(stack, z, normalization) for z in picks])
         if all(np.ptp(images[i][labels[i] > 0]) == 0 for i in range(len(picks))):
             raise UNetError("the image is constant where it is annotated: nothing to learn")
-        images = normalization.apply(images)
         balance = class_balance(counts, n_classes)
         weights = np.stack(
             [weight_map(lab.astype(np.int64), balance, w0, sigma) for lab in labels]

@@ -106,9 +106,27 @@ def guess_channel_axis(shape: tuple[int, ...]) -> int | None:
     return None
 
 
-def read_slice(stack, index: int) -> np.ndarray:
-    """One (Y, X, C) slice as float32, checked for NaN and infinity."""
-    data = np.asarray(stack[index], dtype=np.float32)
+def fits_float32(dtype) -> bool:
+    """Whether float32 holds every value of ``dtype`` (8/16-bit, float32, bool) as it is."""
+    dtype = np.dtype(dtype)
+    return dtype.itemsize <= 2 or dtype in (np.dtype(np.float32), np.dtype(np.bool_))
+
+
+def read_slice(stack, index: int, normalization: "Normalization | None" = None) -> np.ndarray:
+    """One (Y, X, C) slice as float32, checked for NaN and infinity, and normalised when
+    ``normalization`` is given: in float64 for types float32 cannot hold (float64, 32/64-bit
+    integers), whose range or precision a float32 copy would lose."""
+    data = _finite(stack[index], index)
+    if normalization is not None:
+        normalization.apply(data)
+    return data.astype(np.float32, copy=False)
+
+
+def _finite(data, index: int) -> np.ndarray:
+    """Slice ``index`` (or part of it) as float32, or float64 where float32 would not hold it,
+    checked for NaN and infinity."""
+    data = np.asarray(data)
+    data = data.astype(np.float32 if fits_float32(data.dtype) else np.float64)
     if not np.isfinite(data).all():
         raise UNetError(f"slice {index} of the image contains NaN or infinite values")
     return data
@@ -148,16 +166,17 @@ class Normalization:
             raise UNetError("normalisation low and high must have one value per channel")
 
     def measure(self, stack) -> tuple[np.ndarray, np.ndarray]:
-        """Percentiles of a stack per channel, from at most 16 slices, subsampled."""
+        """Percentiles of a stack per channel, from at most 16 slices, subsampled (in float64
+        for types float32 cannot hold)."""
         count = stack.shape[0]
         picks = np.unique(np.linspace(0, count - 1, min(count, 16)).round().astype(int))
         step = max(1, int(np.sqrt(stack.shape[1] * stack.shape[2] / 2**20)))
-        sample = np.stack([read_slice(stack, int(i))[::step, ::step] for i in picks])
+        sample = np.stack([_finite(stack[int(i)][::step, ::step], int(i)) for i in picks])
         sample = sample.reshape(-1, sample.shape[-1])
         low, high = np.percentile(sample, [self.low_percentile, self.high_percentile], axis=0)
         if np.all(sample.max(axis=0) == sample.min(axis=0)):
             raise UNetError("the image is constant: there is nothing to segment")
-        return low.astype(np.float32), high.astype(np.float32)
+        return low.astype(sample.dtype), high.astype(sample.dtype)
 
     def fitted(self, stack) -> "Normalization":
         """A copy holding the percentiles of ``stack``."""
@@ -171,11 +190,11 @@ class Normalization:
         return self if self.mode == "fixed" and self.low else self.fitted(stack)
 
     def apply(self, data: np.ndarray) -> np.ndarray:
-        """Normalise a (..., C) float32 array in place and return it."""
-        low = np.asarray(self.low, dtype=np.float32)
-        scale = np.maximum(np.asarray(self.high, dtype=np.float32) - low, 1e-6)
+        """Normalise a (..., C) float array in place, in its own precision, and return it."""
+        low = np.asarray(self.low, dtype=data.dtype)
+        spread = np.asarray(self.high, dtype=data.dtype) - low
         data -= low
-        data /= scale
+        data /= np.where(spread > 0, spread, 1e-6)
         return data
 
     def to_dict(self) -> dict:

@@ -45,7 +45,7 @@ MEMORY_FRACTION = 0.5
 MAX_BATCH_PIXELS = 2**23
 PREFETCH_BYTES = 2**28
 """At most this many bytes of slices are read ahead (but at least one slice)."""
-RAW_DTYPES = {np.dtype(t) for t in (np.uint8, np.int8, np.int16, np.int32, np.bool_)}
+RAW_DTYPES = {np.dtype(t) for t in (np.uint8, np.int8, np.int16, np.uint16, np.bool_)}
 """Integer types that travel to the device as they are; uint16 travels as int16."""
 
 
@@ -151,12 +151,15 @@ class Predictor:
         outputs: dict[int, _SliceOutput] = {}
         in_flight: list[_InFlight] = []
         done = 0
+        dtype = np.dtype(self.stack.dtype)
+        raw = dtype in RAW_DTYPES  # normalised on the device; others by the reader
+        pin = self.device.type == "cuda"
+        on_host = None if raw else normalization
         with (
-            _SliceReader(self.stack, self.multiple, self.device.type == "cuda", ahead) as reader,
+            _SliceReader(self.stack, self.multiple, pin, ahead, on_host) as reader,
             cudnn_benchmark(self.device),
         ):
-            uint16 = np.dtype(self.stack.dtype) == np.uint16
-            scale = _Scale(normalization, self.device, uint16)
+            scale = _Scale(normalization if raw else None, self.device, dtype == np.uint16)
             for batch in self._batches(reader, scale, tiles, tile_shape, outputs):
                 launched = self._launch(net, batch)
                 for z in self._finish(in_flight, outputs):
@@ -385,20 +388,24 @@ class _SliceOutput:
 
 
 class _Scale:
-    """Percentile normalisation on the device: raw slice in, float32 (C, Y, X) out."""
+    """Percentile normalisation on the device: a raw slice in, float32 (C, Y, X) out (slices
+    normalised by the reader only move to the device: ``normalization`` None)."""
 
-    def __init__(self, normalization: Normalization, device: torch.device, uint16: bool):
-        low = torch.tensor(normalization.low, dtype=torch.float32)
-        high = torch.tensor(normalization.high, dtype=torch.float32)
-        self.low = low.view(-1, 1, 1).to(device)
-        self.scale = torch.clamp(high - low, min=1e-6).view(-1, 1, 1).to(device)
-        self.device, self.uint16 = device, uint16
+    def __init__(self, normalization: Normalization | None, device: torch.device, uint16: bool):
+        self.device, self.normalization, self.uint16 = device, normalization, uint16
+        if normalization is not None:
+            low = torch.tensor(normalization.low, dtype=torch.float32)
+            spread = torch.tensor(normalization.high, dtype=torch.float32) - low
+            self.low = low.view(-1, 1, 1).to(device)
+            self.spread = torch.where(spread > 0, spread, 1e-6).view(-1, 1, 1).to(device)
 
     def __call__(self, raw: torch.Tensor) -> torch.Tensor:
         data = raw.to(self.device, non_blocking=self.device.type == "cuda")
+        if self.normalization is None:
+            return data
         if self.uint16:
             data = data.to(torch.int32).bitwise_and_(0xFFFF)
-        return (data.float() - self.low) / self.scale
+        return (data.float() - self.low) / self.spread
 
 
 class _SliceReader:
@@ -409,8 +416,9 @@ class _SliceReader:
     ``with`` block (at the end, on an error, or when the consumer stops) ends the thread.
     """
 
-    def __init__(self, stack, multiple: int, pin: bool, ahead: int):
+    def __init__(self, stack, multiple: int, pin: bool, ahead: int, normalization=None):
         self.stack, self.multiple, self.pin = stack, multiple, pin
+        self.normalization = normalization
         self._queue: queue.Queue = queue.Queue(maxsize=ahead)
         self._halt = threading.Event()
         self._thread = threading.Thread(target=self._read_all, name=READER_THREAD, daemon=True)
@@ -454,13 +462,12 @@ class _SliceReader:
         return False
 
     def _read(self, z: int) -> torch.Tensor:
-        """Slice ``z`` as a (C, Y, X) tensor padded to the pooling grid: integers as they are
-        (uint16 seen as int16), anything else as checked float32."""
-        dtype = np.dtype(self.stack.dtype)
-        if dtype in RAW_DTYPES or dtype == np.uint16:
+        """Slice ``z`` as a (C, Y, X) tensor padded to the pooling grid: small integers as
+        they are (uint16 seen as int16), anything else checked and normalised, as float32."""
+        if self.normalization is None:
             data = np.asarray(self.stack[z])
         else:
-            data = read_slice(self.stack, z)
+            data = read_slice(self.stack, z, self.normalization)
         data = _pad_to_multiple(data, self.multiple)
         if data.dtype == np.uint16:
             data = data.view(np.int16)
