@@ -87,3 +87,14 @@ def test_wide_types_predict_and_train_like_their_values(trained, image, annotati
     settings = TrainSettings(steps=2, device="cpu", **TINY)
     _, segmenter = run_to_end(Trainer(wide, annotations, settings=settings).run())
     assert np.isfinite(segmenter.normalization.low + segmenter.normalization.high).all()
+
+
+def test_fine_tuning_keeps_the_architecture_and_says_so(trained, image, annotations):
+    same = TrainSettings(steps=1, device="cpu", depth=trained.config.depth)
+    assert Trainer(image, annotations, settings=same, segmenter=trained).architecture == {
+        "depth": trained.config.depth,
+        "width": trained.config.width,
+    }
+    deeper = TrainSettings(steps=1, device="cpu", depth=trained.config.depth + 1)
+    with pytest.raises(UNetError, match="fine-tuning keeps a model's depth"):
+        Trainer(image, annotations, settings=deeper, segmenter=trained)

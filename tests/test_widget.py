@@ -41,7 +41,7 @@ def tiny(monkeypatch):
     """Make the dock train a tiny model for a few steps."""
 
     def use(widget: UNetWidget, settings: TrainSettings = TINY) -> None:
-        monkeypatch.setattr(widget.train, "settings", lambda: settings)
+        monkeypatch.setattr(widget.train, "settings", lambda resume=False: settings)
 
     return use
 

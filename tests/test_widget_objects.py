@@ -21,7 +21,9 @@ WAIT_MS = 60_000
 def dock(make_napari_viewer, monkeypatch):
     viewer = make_napari_viewer()
     viewer.open_sample(PLUGIN, "nuclei")
-    monkeypatch.setattr("napari_unet.widgets._train.TrainSection.settings", lambda self: TINY)
+    monkeypatch.setattr(
+        "napari_unet.widgets._train.TrainSection.settings", lambda self, resume=False: TINY
+    )
     _, widget = viewer.window.add_plugin_dock_widget(PLUGIN, "U-Net")
     return viewer, widget
 

@@ -27,7 +27,8 @@ def demo(make_napari_viewer, monkeypatch):
     viewer = make_napari_viewer()
     viewer.open_sample(PLUGIN, "nuclei_annotated")
     monkeypatch.setattr(
-        "napari_unet.widgets._train.TrainSection.settings", lambda self: self._test_settings
+        "napari_unet.widgets._train.TrainSection.settings",
+        lambda self, resume=False: self._test_settings,
     )
     dock_widget, widget = viewer.window.add_plugin_dock_widget(PLUGIN, "U-Net")
     widget.train._test_settings = TINY

@@ -315,7 +315,15 @@ class Trainer:
 
     def _architecture(self) -> dict[str, int]:
         if self.segmenter is not None:
-            return {"depth": self.segmenter.config.depth, "width": self.segmenter.config.width}
+            kept = {"depth": self.segmenter.config.depth, "width": self.segmenter.config.width}
+            for name, value in kept.items():
+                asked = getattr(self.settings, name)
+                if asked is not None and asked != value:
+                    raise UNetError(
+                        f"the model to fine-tune has {name} {value}, not {asked}: fine-tuning "
+                        f"keeps a model's {name}; leave it unset, or train a new model"
+                    )
+            return kept
         defaults = GPU_ARCHITECTURE if self.device.type != "cpu" else CPU_ARCHITECTURE
         s = self.settings
         return {

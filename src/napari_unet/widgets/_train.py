@@ -95,9 +95,9 @@ class TrainSection(QGroupBox):
         self.resume.setChecked(session.model is not None)
         self._sync()
 
-    def settings(self) -> TrainSettings:
-        """The round's settings from the controls."""
-        depth, width = SIZES[self.size.currentText()]
+    def settings(self, resume: bool = False) -> TrainSettings:
+        """The round's settings from the controls (a model trained on keeps its size)."""
+        depth, width = (None, None) if resume else SIZES[self.size.currentText()]
         value = self.duration.value()
         by_time = self.unit.currentText() == "minutes"
         return TrainSettings(
@@ -128,7 +128,7 @@ class TrainSection(QGroupBox):
                 image_data(image),
                 training_annotations(annotations),
                 channel_axis=channel_axis(image),
-                settings=self.settings(),
+                settings=self.settings(resume),
                 segmenter=copy.deepcopy(model) if resume else None,
                 class_names=class_names(annotations, 2),
             )
