@@ -23,7 +23,13 @@ import numpy as np
 from .checks import whole_number
 from .device import resolve_device
 from .errors import UNetError
-from .images import Normalization, as_stack, check_channel_axis, guess_channel_axis
+from .images import (
+    Normalization,
+    as_stack,
+    check_channel_axis,
+    check_channels,
+    guess_channel_axis,
+)
 from .io import load_model, load_model_bytes, model_bytes
 from .predict import Predictor
 from .segmenter import Segmenter
@@ -161,11 +167,7 @@ class VolumePredictor:
         model = model_bytes(segmenter)  # what the workers get, rather than the path
         array, array_path, channel_axis = _channels(*open_volume(source), channel_axis)
         stack = as_stack(array, channel_axis)
-        if stack.shape[-1] != segmenter.in_channels:
-            raise UNetError(
-                f"the model expects {segmenter.in_channels} channel(s) but the volume has "
-                f"{stack.shape[-1]}"
-            )
+        check_channels(stack, segmenter.in_channels)
         multiple = segmenter.config.multiple
         self.chunk = whole_number("chunk size", chunk, 2 * multiple) // multiple * multiple
         measured = segmenter.normalization.for_image(stack)

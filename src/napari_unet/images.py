@@ -50,8 +50,14 @@ def as_stack(image, channel_axis: int | None = None):
         )
     _, height, width, _ = image.shape
     if min(height, width) < MIN_SIDE:
+        hint = (
+            "; if an axis holds channels, give it as the channel axis"
+            if channel_axis is None
+            else ""
+        )
         raise UNetError(
-            f"image slices are {height}x{width} pixels; at least {MIN_SIDE}x{MIN_SIDE} are needed"
+            f"image slices are {height}x{width} pixels; at least {MIN_SIDE}x{MIN_SIDE} are "
+            f"needed{hint}"
         )
     if height * width > MAX_SLICE_PIXELS:
         raise UNetError(
@@ -97,6 +103,15 @@ def _array_like(image):
         raise UNetError(
             f"the image must be an array, not {type(image).__name__}: {error}"
         ) from None
+
+
+def check_channels(stack, expected: int) -> None:
+    """Refuse a (Z, Y, X, C) ``stack`` whose channels are not the ``expected`` number."""
+    if stack.shape[-1] != expected:
+        raise UNetError(
+            f"the model expects {expected} channel(s) but the image has {stack.shape[-1]}; "
+            "check the channel axis"
+        )
 
 
 def guess_channel_axis(shape: tuple[int, ...]) -> int | None:

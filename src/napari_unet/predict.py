@@ -32,7 +32,7 @@ from .device import (
     resolve_device,
 )
 from .errors import UNetError
-from .images import Normalization, as_stack, read_slice, spatial_shape
+from .images import Normalization, as_stack, check_channels, read_slice, spatial_shape
 from .objects import ObjectSettings, find_objects
 from .segmenter import Segmenter
 from .tiling import balanced_batch, batch_for_memory, context, tile_for_memory, tiles_2d
@@ -103,11 +103,7 @@ class Predictor:
             raise UNetError(f"objects must be ObjectSettings, not {type(objects).__name__}")
         self.segmenter = segmenter
         self.stack = as_stack(image, channel_axis)
-        if self.stack.shape[-1] != segmenter.in_channels:
-            raise UNetError(
-                f"the model expects {segmenter.in_channels} channel(s) but the image has "
-                f"{self.stack.shape[-1]}"
-            )
+        check_channels(self.stack, segmenter.in_channels)
         if not (labels or probabilities or instances_of is not None):
             raise UNetError("choose at least one output: labels, probabilities or instances")
         self.instances_of = _check_class(instances_of, segmenter.n_classes)

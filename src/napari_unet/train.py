@@ -34,7 +34,7 @@ from .device import (
     resolve_device,
 )
 from .errors import UNetError
-from .images import Normalization, as_stack, spatial_shape
+from .images import Normalization, as_stack, check_channels, spatial_shape
 from .losses import IGNORE, weighted_cross_entropy
 from .model import UNetConfig
 from .segmenter import Segmenter, check_class_names
@@ -168,12 +168,8 @@ class Trainer:
         check_shapes(spatial_shape(image, channel_axis), tuple(annotations.shape))
         self.stack = as_stack(image, channel_axis)
         self.annotations = annotations if annotations.ndim == 3 else annotations[None]
-        channels = self.stack.shape[-1]
-        if segmenter is not None and segmenter.in_channels != channels:
-            raise UNetError(
-                f"the model expects {segmenter.in_channels} channel(s) but the image has "
-                f"{channels}"
-            )
+        if segmenter is not None:
+            check_channels(self.stack, segmenter.in_channels)
         self.segmenter = segmenter
         self.class_names = check_class_names(class_names)
         self.device = resolve_device(self.settings.device)
