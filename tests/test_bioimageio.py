@@ -133,3 +133,10 @@ def test_a_broken_rdf_yaml_is_reported_in_one_line(tmp_path):
         archive.writestr("rdf.yaml", "type: model\n: : : [\n")
     with pytest.raises(UNetError, match=r"^the package's rdf.yaml is not valid YAML \(line 2\)$"):
         import_model(broken)
+
+
+def test_a_test_image_of_complex_or_text_values_is_refused(trained, tmp_path):
+    for image in (np.ones((64, 64), np.complex64), np.full((64, 64), "a")):
+        with pytest.raises(UNetError, match="must hold real numbers"):
+            export_model(trained, tmp_path / "t.zip", test_image=image)
+    assert not list(tmp_path.iterdir())

@@ -310,7 +310,10 @@ def _test_input(segmenter: Segmenter, image: np.ndarray | None) -> np.ndarray:
             (TEST_SIDE, TEST_SIDE)
         )
         image = np.repeat(blobs[..., None], c, axis=-1)
-    image = np.asarray(image, dtype=np.float32)
+    image = np.asarray(image)
+    if image.dtype.kind not in "biuf":
+        raise UNetError(f"the test image must hold real numbers, not {image.dtype}")
+    image = image.astype(np.float32)
     if image.ndim == 2:
         image = image[..., None]
     if image.ndim != 3 or image.shape[-1] != c:
