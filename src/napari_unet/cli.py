@@ -4,7 +4,6 @@ line."""
 import argparse
 import contextlib
 import importlib.util
-import logging
 import math
 import os
 import signal
@@ -329,15 +328,19 @@ def _follow_training(run):
 
 
 def _predict(args) -> int:
-    from .files import reserve
-    from .predict import Predictor
-
     if args.image.is_dir():
         return _predict_volume(args)
     if args.workers or args.scheduler:
         raise UNetError("--workers and --scheduler are for zarr / OME-Zarr inputs")
     segmenter = _load_model(args.model)
-    image, channel_axis = _read_image(args.image, args.channel_axis)
+    with _open_image(args.image, args.channel_axis) as (image, channel_axis):
+        return _predict_image(args, segmenter, image, channel_axis)
+
+
+def _predict_image(args, segmenter, image, channel_axis: int | None) -> int:
+    from .files import reserve
+    from .predict import Predictor
+
     predictor = Predictor(
         segmenter,
         image,
@@ -472,32 +475,33 @@ def _demo(args) -> int:
 
 
 def _read_tiff(path: Path) -> np.ndarray:
-    import tifffile
+    from .tiff_input import read_tiff
 
-    if not path.is_file():
-        raise UNetError(f"{path} does not exist or is not a file")
-    log = logging.getLogger("tifffile")
-    disabled, log.disabled = log.disabled, True
-    try:
-        data = tifffile.imread(path)
-    except OSError:
-        raise
-    except Exception as error:
-        raise UNetError(f"cannot read {path} as a TIFF image: {error}") from None
-    finally:
-        log.disabled = disabled
-    if data.size == 0:
-        raise UNetError(f"cannot read {path} as a TIFF image: it holds no image data")
-    return data
+    return read_tiff(path)
 
 
 def _read_image(path: Path, channel_axis: int | None) -> tuple[np.ndarray, int | None]:
+    """A TIFF image read whole (training needs it in memory), and its channel axis."""
     from .images import guess_channel_axis
 
     image = _read_tiff(path)
     if channel_axis is None:
         channel_axis = guess_channel_axis(image.shape)
     return image, channel_axis
+
+
+@contextlib.contextmanager
+def _open_image(path: Path, channel_axis: int | None):
+    """A TIFF image to predict, read slice by slice where the file allows (memory-mapped or a
+    page at a time, see tiff_input), and its channel axis; the file is open read-only until
+    the ``with`` block ends."""
+    from .images import guess_channel_axis
+    from .tiff_input import open_tiff
+
+    with open_tiff(path) as image:
+        if channel_axis is None:
+            channel_axis = guess_channel_axis(image.shape)
+        yield image, channel_axis
 
 
 def _tiff_writer(data: np.ndarray):
