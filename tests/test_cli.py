@@ -6,6 +6,7 @@ import stat
 import subprocess
 import sys
 import time
+import zipfile
 
 import numpy as np
 import pytest
@@ -340,3 +341,28 @@ def test_demo_without_a_display_says_so(monkeypatch, capsys):
         monkeypatch.delenv(variable, raising=False)
     assert main(["demo"]) == 2
     one_error_line(capsys, "no display")
+
+
+def test_outputs_that_would_lose_work_or_never_load_are_refused(files, model, capsys):
+    image, annotations = str(files / "image.tif"), str(files / "annotations.tif")
+    before = names(files)
+    train = ["train", image, annotations, *TINY_ARGS]
+    assert main([*train, "-o", str(files / "model.zip")]) == 2
+    one_error_line(capsys, "would be read back as a bioimage.io package")
+    assert main([*train, "-o", str(files / "newdir") + "/"]) == 2
+    one_error_line(capsys, "names a folder; give a file name")
+    assert main([*train, "--from", str(model), "--depth", "3", "-o", str(files / "m.st")]) == 2
+    one_error_line(capsys, "fine-tuning keeps a model's depth")
+    assert names(files) == before
+
+    pytest.importorskip("yaml")
+    package = files / "package.zip"
+    assert main(["export", str(model), "-o", str(package), "--author", "Jane"]) == 0
+    exported = package.read_bytes()
+    assert main(["export", str(package), "-o", str(package), "--overwrite"]) == 2
+    one_error_line(capsys, "is the model of this run")
+    assert package.read_bytes() == exported
+    assert "Jane" in zipfile.ZipFile(package).read("rdf.yaml").decode()
+    assert main(["predict", str(package), image, "-o", str(files / "from-package.tif")]) == 0
+    assert main(["export", str(model), "-o", str(files / "image.tif"), "--overwrite"]) == 2
+    one_error_line(capsys, "a bioimage.io package is a .zip file")

@@ -11,6 +11,7 @@ to a hidden folder beside the output, renamed into place when every chunk is don
 
 import hashlib
 import json
+import logging
 import os
 import secrets
 import shutil
@@ -327,7 +328,11 @@ def cluster_client(workers: int | None = None, scheduler: str | None = None):
             raise UNetError(f"cannot reach the dask scheduler at {scheduler}: {error}") from None
     workers = whole_number("number of workers", workers)
     cluster = LocalCluster(
-        n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None
+        n_workers=workers,
+        threads_per_worker=1,
+        processes=True,
+        dashboard_address=None,
+        silence_logs=logging.ERROR,  # an interrupt's cancelled tasks are not news
     )
     return Client(cluster)
 

@@ -80,6 +80,13 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"{PLUGIN}: error: {command + ': ' if command else ''}{message}\n")
 
 
+def _output(text: str) -> Path:
+    """An output file name; a trailing slash (a folder) is refused, except for a zarr."""
+    if text.endswith(("/", os.sep)) and not text.rstrip("/" + os.sep).endswith(".zarr"):
+        raise argparse.ArgumentTypeError(f"{text} names a folder; give a file name")
+    return Path(text)
+
+
 def _integer(low: int, high: int, multiple: int = 1):
     def parse(text: str) -> int:
         try:
@@ -123,7 +130,7 @@ def _parser() -> argparse.ArgumentParser:
         type=Path,
         help="TIFF of the image's spatial shape: 0 = none, 1 = background, 2.. = classes",
     )
-    train.add_argument("-o", "--output", type=Path, required=True, help="model file to write")
+    train.add_argument("-o", "--output", type=_output, required=True, help="model file to write")
     train.add_argument(
         "--from",
         dest="start",
@@ -171,12 +178,12 @@ def _parser() -> argparse.ArgumentParser:
     predict.add_argument(
         "-o",
         "--output",
-        type=Path,
+        type=_output,
         required=True,
         help="labels TIFF to write (an OME-Zarr folder for a zarr input)",
     )
-    predict.add_argument("--probabilities", type=Path, help="also write class probabilities")
-    predict.add_argument("--instances", type=Path, help="also write object ids (instances)")
+    predict.add_argument("--probabilities", type=_output, help="also write class probabilities")
+    predict.add_argument("--instances", type=_output, help="also write object ids (instances)")
     predict.add_argument(
         "--instances-class", type=_integer(2, 64), default=2, help="class id of the objects"
     )
@@ -222,7 +229,9 @@ def _parser() -> argparse.ArgumentParser:
         "export", help="write a model as a bioimage.io package (Fiji, ilastik, QuPath, zoo)"
     )
     export.add_argument("model", type=Path)
-    export.add_argument("-o", "--output", type=Path, required=True, help="package .zip to write")
+    export.add_argument(
+        "-o", "--output", type=_output, required=True, help="package (.zip) to write"
+    )
     export.add_argument("--name", help="the model's name (default: from its classes)")
     export.add_argument("--description", help="one sentence on what the model segments")
     export.add_argument("--author", action="append", help="an author's name (repeat for several)")
@@ -257,10 +266,11 @@ def _train(args) -> int:
     from .annotations import MAX_CLASSES, check_annotations
     from .device import describe
     from .files import reserve
-    from .io import model_bytes, not_a_model, weights_bytes
+    from .io import check_model_name, model_bytes, not_a_model, weights_bytes
     from .model import UNetConfig
     from .train import Trainer, TrainSettings
 
+    check_model_name(args.output)
     image, channel_axis = _read_image(args.image, args.channel_axis)
     annotations = _read_tiff(args.annotations)
     if args.objects:
@@ -390,6 +400,8 @@ def _predict_volume(args) -> int:
         raise UNetError(
             "zarr inputs give class labels only; --probabilities and --instances need a TIFF"
         )
+    if args.tile_size or args.batch_size:
+        raise UNetError("zarr inputs are predicted in chunks: use --chunk, not --tile-size")
     predictor = VolumePredictor(
         args.model,
         args.image,
@@ -397,22 +409,35 @@ def _predict_volume(args) -> int:
         chunk=args.chunk,
         device=args.device,
         overwrite=args.overwrite,
+        channel_axis=args.channel_axis,
     )
-    client = (
-        cluster_client(args.workers, args.scheduler) if args.workers or args.scheduler else None
-    )
-    started = time.perf_counter()
+    started, client, written = time.perf_counter(), None, False
     try:
+        if args.workers or args.scheduler:
+            client = cluster_client(args.workers, args.scheduler)
         for done, total in predictor.run(client):
             if done == total or done % max(1, total // 20) == 0:
                 print(f"chunk {done}/{total}  {time.perf_counter() - started:.1f} s", flush=True)
+        written = True
     finally:
-        if client is not None:
-            client.close()
-            if args.workers:
-                client.cluster.close()
+        _close_quietly(client, interrupted_ok=written)
     print(f"wrote {args.output}")
     return 0
+
+
+def _close_quietly(client, interrupted_ok: bool) -> None:
+    """Shut the dask client (and its local cluster) down; an interrupt while doing so once
+    the output is written does not undo the success."""
+    if client is None:
+        return
+    try:
+        with contextlib.suppress(Exception):
+            client.close()
+            if client.cluster is not None:
+                client.cluster.close()
+    except KeyboardInterrupt:
+        if not interrupted_ok:
+            raise
 
 
 def _export(args) -> int:
@@ -434,17 +459,19 @@ def _export(args) -> int:
         license=args.license,
         test_image=test_image,
         overwrite=args.overwrite,
+        inputs=_inputs(model=args.model, test_image=args.test_image),
     )
     print(f"wrote {path}")
     return 0
 
 
+def _inputs(**files: Path | None) -> dict[Path, str]:
+    """The files a run reads, by what they are ("the test image"), for ``files.reserve``."""
+    return {path: f"the {name.replace('_', ' ')}" for name, path in files.items() if path}
+
+
 def _load_model(path: Path):
     """A model file, or a bioimage.io package exported by napari-unet."""
-    if path.suffix.lower() == ".zip" or path.name == "rdf.yaml":
-        from .bioimageio import import_model
-
-        return import_model(path)
     from .io import load_model
 
     return load_model(path)

@@ -47,11 +47,7 @@ def save_model(segmenter: Segmenter, path: str | Path, overwrite: bool = False) 
     path = _as_path(path)
     if path.is_dir():
         raise ModelFileError(f"{path} is a folder; give a file name such as model{SUFFIX}")
-    if path.suffix.lower() in PACKAGE_SUFFIXES:
-        raise ModelFileError(
-            f"{path.name} would be read back as a bioimage.io package: name a model file "
-            f"*{SUFFIX}, and export a model to write a package"
-        )
+    check_model_name(path)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
     except OSError as error:
@@ -65,6 +61,15 @@ def save_model(segmenter: Segmenter, path: str | Path, overwrite: bool = False) 
     ) as outputs:
         (path,) = outputs.commit([lambda file: file.write(data)])
     return path
+
+
+def check_model_name(path: Path) -> None:
+    """Refuse a model file name that would be read back as a bioimage.io package."""
+    if path.suffix.lower() in PACKAGE_SUFFIXES:
+        raise ModelFileError(
+            f"{path.name} would be read back as a bioimage.io package: name a model file "
+            f"*{SUFFIX}, and export a model to write a package"
+        )
 
 
 def model_bytes(segmenter: Segmenter) -> bytes:
