@@ -98,3 +98,32 @@ def test_fine_tuning_keeps_the_architecture_and_says_so(trained, image, annotati
     deeper = TrainSettings(steps=1, device="cpu", depth=trained.config.depth + 1)
     with pytest.raises(UNetError, match="fine-tuning keeps a model's depth"):
         Trainer(image, annotations, settings=deeper, segmenter=trained)
+
+
+def test_names_undecodable_as_utf8_are_written(trained, tmp_path):
+    import os
+
+    name = os.fsdecode(b"caf\xe9-" + b"a" * 230 + b".safetensors")
+    path = save_model(trained, tmp_path / name)
+    assert load_model(path).class_names == trained.class_names
+
+
+def test_a_huge_integer_setting_is_refused_not_crashed():
+    from napari_unet.objects import ObjectSettings
+
+    with pytest.raises(UNetError, match="split"):
+        ObjectSettings(split=10**400)
+
+
+def test_an_encrypted_package_is_refused_in_one_line(tmp_path):
+    import zipfile
+
+    path = tmp_path / "encrypted.zip"
+    with zipfile.ZipFile(path, "w") as archive:
+        archive.writestr("rdf.yaml", "type: model\n")
+    data = bytearray(path.read_bytes())
+    for header, flags in ((b"PK\x03\x04", 6), (b"PK\x01\x02", 8)):
+        data[data.find(header) + flags] |= 1  # the "encrypted" bit
+    path.write_bytes(bytes(data))
+    with pytest.raises(ModelFileError, match="not a readable bioimage.io package"):
+        load_model(path)

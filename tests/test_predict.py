@@ -214,14 +214,20 @@ def test_float16_probabilities_are_close_to_float32():
 
 
 @pytest.mark.parametrize("dtype", [np.uint16, np.uint8, np.int16, np.int32, np.float64, bool])
-def test_integer_images_travel_raw_and_predict_like_float(dtype):
+def test_every_numeric_type_predicts_like_its_values_in_float32(dtype):
+    """Small integers travel raw and are normalised on the device, exactly as float32 would
+    be; wider types are normalised in float64 on the host (1 ulp apart at most)."""
     segmenter = small_model()
     high = {np.uint16: 60000, np.uint8: 250, np.int16: 30000, np.int32: 10**6}.get(dtype, 1)
     stack = smooth_stack(2, 48, 64) / 1001 * high
     stack = (stack > 0.5 if dtype is bool else stack).astype(dtype)
     expected = predict(segmenter, stack.astype(np.float32), probabilities=True)
     result = predict(segmenter, stack, probabilities=True)
-    assert np.array_equal(result.probabilities, expected.probabilities)
+    if np.dtype(dtype).itemsize <= 2:
+        assert np.array_equal(result.probabilities, expected.probabilities)
+    else:
+        np.testing.assert_allclose(result.probabilities, expected.probabilities, atol=1e-5)
+        assert np.array_equal(result.labels, expected.labels)
 
 
 def test_the_input_image_is_never_changed():

@@ -34,6 +34,8 @@ SOURCE = "unet.py"
 BUILDER = "unet_from_architecture"
 TEST_SIDE = 64
 MAX_PACKAGE_BYTES = 2**31
+UNREADABLE_ZIP = (OSError, KeyError, zipfile.BadZipFile, RuntimeError, NotImplementedError)
+"""What reading a member of a damaged, encrypted or oddly compressed zip raises."""
 
 
 def export_model(
@@ -85,7 +87,7 @@ def import_model(path: str | Path) -> Segmenter:
         else:
             rdf = _description(path.read_bytes())
             state = (path.parent / _weights_source(rdf)).read_bytes()
-    except (OSError, KeyError, zipfile.BadZipFile) as error:
+    except UNREADABLE_ZIP as error:
         raise ModelFileError(
             f"{path.name} is not a readable bioimage.io package: {error}"
         ) from None
@@ -105,7 +107,7 @@ def _not_a_package(path: Path) -> str | None:
     try:
         with zipfile.ZipFile(path) as package:
             rdf = yaml.safe_load(package.read(RDF))
-    except (OSError, KeyError, zipfile.BadZipFile, yaml.YAMLError):
+    except (*UNREADABLE_ZIP, yaml.YAMLError):
         rdf = None
     if isinstance(rdf, dict) and rdf.get("type") == "model":
         return None
@@ -273,8 +275,8 @@ def _architecture_source() -> str:
 def _normalization_step(segmenter: Segmenter) -> dict:
     n = segmenter.normalization
     if n.mode == "fixed" and n.low:
-        low, high = np.asarray(n.low), np.asarray(n.high)
-        gain = 1.0 / np.maximum(high - low, 1e-6)
+        low = np.asarray(n.low, dtype=np.float64)
+        gain = 1.0 / n.spread()
         return {
             "id": "scale_linear",
             "kwargs": {"axis": "channel", "gain": gain.tolist(), "offset": (-low * gain).tolist()},
@@ -294,8 +296,9 @@ def _normalized(segmenter: Segmenter, test_input: np.ndarray) -> np.ndarray:
     n = segmenter.normalization
     if n.mode == "fixed" and n.low:
         low = np.asarray(n.low, np.float32)[:, None, None]
-        scale = np.maximum(np.asarray(n.high, np.float32)[:, None, None] - low, 1e-6)
-        return ((test_input - low) / scale).astype(np.float32)
+        return ((test_input - low) / n.spread().astype(np.float32)[:, None, None]).astype(
+            np.float32
+        )
     low = np.percentile(test_input, n.low_percentile, axis=(2, 3), keepdims=True)
     high = np.percentile(test_input, n.high_percentile, axis=(2, 3), keepdims=True)
     return ((test_input - low) / (high - low + 1e-6)).astype(np.float32)

@@ -21,7 +21,10 @@ def whole_number(what: str, value, low: int = 1, high: int | None = None) -> int
 
 def number(what: str, value, low: float, high: float = math.inf, above: bool = False) -> float:
     """``value`` as a finite float in ``low..high`` (``low`` excluded when ``above``)."""
-    finite = isinstance(value, Real) and not isinstance(value, bool) and math.isfinite(value)
+    try:
+        finite = isinstance(value, Real) and not isinstance(value, bool) and math.isfinite(value)
+    except OverflowError:  # an int too large for a float
+        finite = False
     if finite and (low < value if above else low <= value) and value <= high:
         return float(value)
     bound = f"above {low}" if above else f"from {low}"

@@ -12,6 +12,7 @@ to a hidden folder beside the output, renamed into place when every chunk is don
 import hashlib
 import json
 import logging
+import math
 import os
 import secrets
 import shutil
@@ -32,7 +33,7 @@ from .images import (
     guess_channel_axis,
 )
 from .io import load_model, load_model_bytes, model_bytes
-from .predict import Predictor
+from .predict import MAX_BATCH_PIXELS, Predictor
 from .segmenter import Segmenter
 from .tiling import context
 
@@ -288,8 +289,9 @@ def predict_chunk(job: Job, chunk: Chunk) -> None:
     if channel_axis is not None and len(spatial) == 3 and spatial[0] < channel_axis:
         channel_axis -= 1
     sizes = {}
-    if resolve_device(job.device).type == "cuda":  # one tile: no memory probe per chunk
-        side = max(y1 - y0, x1 - x0, 2 * context(multiple) + multiple)
+    if resolve_device(job.device).type == "cuda":  # no memory probe per chunk: one tile,
+        largest = math.isqrt(MAX_BATCH_PIXELS) // multiple * multiple  # or as large as allowed
+        side = max(min(max(y1 - y0, x1 - x0), largest), 2 * context(multiple) + multiple)
         sizes = {"tile_size": -(-side // multiple) * multiple, "batch_size": 1}
     result = Predictor(segmenter, region, channel_axis=channel_axis, device=job.device, **sizes)
     for _ in result.run():

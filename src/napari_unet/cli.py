@@ -266,7 +266,7 @@ def _train(args) -> int:
     from .annotations import MAX_CLASSES, check_annotations
     from .device import describe
     from .files import reserve
-    from .io import check_model_name, model_bytes, not_a_model, weights_bytes
+    from .io import check_model_name, load_model, model_bytes, not_a_model, weights_bytes
     from .model import UNetConfig
     from .train import Trainer, TrainSettings
 
@@ -277,7 +277,7 @@ def _train(args) -> int:
         from .annotations import objects_to_classes
 
         annotations = objects_to_classes(annotations)
-    start = _load_model(args.start) if args.start else None
+    start = load_model(args.start) if args.start else None
     steps = args.steps if args.steps is not None else (None if args.time_limit else 1000)
     settings = TrainSettings(
         steps=steps,
@@ -338,11 +338,13 @@ def _follow_training(run):
 
 
 def _predict(args) -> int:
+    from .io import load_model
+
     if args.image.is_dir():
         return _predict_volume(args)
     if args.workers or args.scheduler:
         raise UNetError("--workers and --scheduler are for zarr / OME-Zarr inputs")
-    segmenter = _load_model(args.model)
+    segmenter = load_model(args.model)
     with _open_image(args.image, args.channel_axis) as (image, channel_axis):
         return _predict_image(args, segmenter, image, channel_axis)
 
@@ -401,7 +403,9 @@ def _predict_volume(args) -> int:
             "zarr inputs give class labels only; --probabilities and --instances need a TIFF"
         )
     if args.tile_size or args.batch_size:
-        raise UNetError("zarr inputs are predicted in chunks: use --chunk, not --tile-size")
+        raise UNetError(
+            "zarr inputs are predicted in chunks: use --chunk, not --tile-size or --batch-size"
+        )
     predictor = VolumePredictor(
         args.model,
         args.image,
@@ -433,7 +437,8 @@ def _close_quietly(client, interrupted_ok: bool) -> None:
     try:
         with contextlib.suppress(Exception):
             client.close()
-            if client.cluster is not None:
+        if client.cluster is not None:
+            with contextlib.suppress(Exception):
                 client.cluster.close()
     except KeyboardInterrupt:
         if not interrupted_ok:
@@ -442,8 +447,9 @@ def _close_quietly(client, interrupted_ok: bool) -> None:
 
 def _export(args) -> int:
     from .bioimageio import export_model
+    from .io import load_model
 
-    segmenter = _load_model(args.model)
+    segmenter = load_model(args.model)
     test_image = None
     if args.test_image:
         test_image, channel_axis = _read_image(args.test_image, None)
@@ -470,15 +476,10 @@ def _inputs(**files: Path | None) -> dict[Path, str]:
     return {path: f"the {name.replace('_', ' ')}" for name, path in files.items() if path}
 
 
-def _load_model(path: Path):
-    """A model file, or a bioimage.io package exported by napari-unet."""
+def _info(args) -> int:
     from .io import load_model
 
-    return load_model(path)
-
-
-def _info(args) -> int:
-    segmenter = _load_model(args.model)
+    segmenter = load_model(args.model)
     print(segmenter.describe())
     for i, entry in enumerate(segmenter.history, start=1):
         dice = entry.get("validation_dice")

@@ -191,8 +191,9 @@ def _create_temporary(path: Path) -> Path:
 
 
 def _shortened(name: str, limit: int) -> str:
-    """``name`` cut to at most ``limit`` bytes of UTF-8 (file names are limited in bytes)."""
-    return name.encode()[:limit].decode(errors="ignore") or "output"
+    """``name`` cut to at most ``limit`` bytes (file names are limited in bytes, not
+    characters; a character cut in two stays a valid file name on POSIX)."""
+    return os.fsdecode(os.fsencode(name)[:limit]) or "output"
 
 
 def _reason(error: OSError) -> str:

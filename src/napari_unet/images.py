@@ -122,18 +122,16 @@ def guess_channel_axis(shape: tuple[int, ...]) -> int | None:
 
 
 def fits_float32(dtype) -> bool:
-    """Whether float32 holds every value of ``dtype`` (8/16-bit, float32, bool) as it is."""
+    """Whether float32 holds every value of ``dtype`` (bool, 8/16-bit, float32) as it is."""
     dtype = np.dtype(dtype)
-    return dtype.itemsize <= 2 or dtype in (np.dtype(np.float32), np.dtype(np.bool_))
+    return dtype.itemsize <= 2 or dtype == np.float32
 
 
-def read_slice(stack, index: int, normalization: "Normalization | None" = None) -> np.ndarray:
-    """One (Y, X, C) slice as float32, checked for NaN and infinity, and normalised when
-    ``normalization`` is given: in float64 for types float32 cannot hold (float64, 32/64-bit
-    integers), whose range or precision a float32 copy would lose."""
-    data = _finite(stack[index], index)
-    if normalization is not None:
-        normalization.apply(data)
+def read_slice(stack, index: int, normalization: "Normalization") -> np.ndarray:
+    """One (Y, X, C) slice, checked for NaN and infinity and normalised, as float32: in float64
+    first for types float32 cannot hold (float64, 32/64-bit integers), whose range or
+    precision a float32 copy would lose."""
+    data = normalization.apply(_finite(stack[index], index))
     return data.astype(np.float32, copy=False)
 
 
@@ -204,12 +202,15 @@ class Normalization:
         """The normalisation to apply to ``stack``, following ``mode``."""
         return self if self.mode == "fixed" and self.low else self.fitted(stack)
 
+    def spread(self) -> np.ndarray:
+        """``high - low`` per channel (1e-6 where the percentiles coincide), in float64."""
+        spread = np.asarray(self.high, dtype=np.float64) - np.asarray(self.low, dtype=np.float64)
+        return np.where(spread > 0, spread, 1e-6)
+
     def apply(self, data: np.ndarray) -> np.ndarray:
         """Normalise a (..., C) float array in place, in its own precision, and return it."""
-        low = np.asarray(self.low, dtype=data.dtype)
-        spread = np.asarray(self.high, dtype=data.dtype) - low
-        data -= low
-        data /= np.where(spread > 0, spread, 1e-6)
+        data -= np.asarray(self.low, dtype=data.dtype)
+        data /= self.spread().astype(data.dtype)
         return data
 
     def to_dict(self) -> dict:

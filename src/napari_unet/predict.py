@@ -4,8 +4,10 @@ A background thread reads the next slices (numpy, dask or zarr input, one at a t
 pinned memory while the device predicts. Slices are cut into tiles whose starts align with the
 network's pooling grid (a slice that fits is one tile), predicted in batches sized for the
 device, and only the centre of each tile is kept, so tiled and whole-image predictions agree.
-Normalisation, softmax and argmax run on the device; only labels (and probabilities where
-asked) come back, and are written slice by slice into numpy arrays or a new zarr store.
+Small integer types are normalised on the device (others by the reader thread, in float64
+where float32 cannot hold them); softmax and argmax run on the device; only labels (and
+probabilities where asked) come back, and are written slice by slice into numpy arrays or a
+new zarr store.
 """
 
 import copy
@@ -233,8 +235,8 @@ class Predictor:
                     torch.cuda.empty_cache()
                 if len(chunk) == 1:
                     raise UNetError(
-                        "out of memory predicting a single tile: choose a smaller tile size "
-                        "or predict on the CPU"
+                        "out of memory predicting a single tile: choose a smaller tile (or zarr "
+                        "chunk) size, or predict on the CPU"
                     ) from None
                 self.batch_size = len(chunk) // 2
                 continue
@@ -391,9 +393,9 @@ class _Scale:
         self.device, self.normalization, self.uint16 = device, normalization, uint16
         if normalization is not None:
             low = torch.tensor(normalization.low, dtype=torch.float32)
-            spread = torch.tensor(normalization.high, dtype=torch.float32) - low
+            spread = torch.tensor(normalization.spread(), dtype=torch.float32)
             self.low = low.view(-1, 1, 1).to(device)
-            self.spread = torch.where(spread > 0, spread, 1e-6).view(-1, 1, 1).to(device)
+            self.spread = spread.view(-1, 1, 1).to(device)
 
     def __call__(self, raw: torch.Tensor) -> torch.Tensor:
         data = raw.to(self.device, non_blocking=self.device.type == "cuda")
@@ -405,7 +407,8 @@ class _Scale:
 
 
 class _SliceReader:
-    """Reads, checks and pads the slices in a background thread, a bounded number ahead.
+    """Reads, checks, normalises (all but small integers) and pads the slices in a background
+    thread, a bounded number ahead.
 
     Iterating yields ``(z, tensor)`` and ends early at an error while reading, kept in
     ``error`` for the consumer to raise once the slices before it are done. Leaving the

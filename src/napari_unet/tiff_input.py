@@ -96,7 +96,7 @@ def _memory_map(tif, series, path: Path) -> np.ndarray | None:
     The file is opened read-only; the mapping is copy-on-write (``mode="c"``), so the array is
     writable, as numpy arrays handed to torch must be, yet nothing can reach the file.
     """
-    if series.dataoffset is None or series.is_multifile:
+    if series.dataoffset is None or series.is_multifile or _transformed(series):
         return None
     dtype = np.dtype(tif.byteorder + series.dtype.char)
     if not dtype.isnative:
@@ -107,9 +107,14 @@ def _memory_map(tif, series, path: Path) -> np.ndarray | None:
         return None
 
 
+def _transformed(series) -> bool:
+    """Whether tifffile maps the stored values (MD Gel files): only a whole read does that."""
+    return getattr(series, "transform", None) is not None
+
+
 def _by_page(series, path: Path):
     """The series as a dask array with one page per chunk, or None where that cannot be."""
-    if len(series) < 2 or series.is_multifile:
+    if len(series) < 2 or series.is_multifile or _transformed(series):
         return None
     shape = tuple(series.shape)
     leading = _page_axes(shape, len(series), math.prod(series.keyframe.shape))
