@@ -81,10 +81,15 @@ class _Parser(argparse.ArgumentParser):
 
 
 def _output(text: str) -> Path:
-    """An output file name; a trailing slash (a folder) is refused, except for a zarr."""
-    if text.endswith(("/", os.sep)) and not text.rstrip("/" + os.sep).endswith(".zarr"):
+    """An output file name; a trailing slash (a folder) is refused."""
+    if text.endswith(("/", os.sep)):
         raise argparse.ArgumentTypeError(f"{text} names a folder; give a file name")
     return Path(text)
+
+
+def _labels_output(text: str) -> Path:
+    """Predict's output: a TIFF file, or an OME-Zarr folder for a zarr input."""
+    return _output(text.rstrip("/" + os.sep) if ".zarr" in Path(text).name else text)
 
 
 def _integer(low: int, high: int, multiple: int = 1):
@@ -178,7 +183,7 @@ def _parser() -> argparse.ArgumentParser:
     predict.add_argument(
         "-o",
         "--output",
-        type=_output,
+        type=_labels_output,
         required=True,
         help="labels TIFF to write (an OME-Zarr folder for a zarr input)",
     )
