@@ -57,3 +57,17 @@ def test_cluster_options_need_a_zarr_input(model_file, image, tmp_path, capsys):
     assert main(args) == 2
     assert "zarr" in capsys.readouterr().err
     assert main([*args[:-2], "--workers", "0"]) == 2
+
+
+def test_the_test_image_is_the_corner_of_a_stacks_first_slice(model_file, image, tmp_path):
+    pytest.importorskip("yaml")
+    import io
+    import zipfile
+
+    stack = np.stack([image, image[::-1], image[:, ::-1], image.T, image[::-1, ::-1]])
+    tifffile.imwrite(tmp_path / "stack.tif", stack, compression="zlib", photometric="minisblack")
+    package = tmp_path / "p.zip"
+    args = ["export", str(model_file), "-o", str(package), "--test-image"]
+    assert main([*args, str(tmp_path / "stack.tif")]) == 0
+    test_input = np.load(io.BytesIO(zipfile.ZipFile(package).read("test_input.npy")))
+    np.testing.assert_array_equal(test_input[0, 0], image[:256, :256].astype(np.float32))

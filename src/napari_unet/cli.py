@@ -457,10 +457,10 @@ def _export(args) -> int:
     segmenter = load_model(args.model)
     test_image = None
     if args.test_image:
-        test_image, channel_axis = _read_image(args.test_image, None)
-        if test_image.ndim == 3 and channel_axis is None:
-            test_image = test_image[0]
-        test_image = test_image[:256, :256]
+        with _open_image(args.test_image, None) as (image, channel_axis):
+            if image.ndim == 3 and channel_axis is None:
+                image = image[0]
+            test_image = np.asarray(image[:256, :256])  # only the pages it needs
     path = export_model(
         segmenter,
         args.output,
