@@ -273,11 +273,12 @@ def _train(args) -> int:
     from .files import reserve
     from .io import check_model_name, load_model, model_bytes, not_a_model, weights_bytes
     from .model import UNetConfig
+    from .tiff_input import read_tiff
     from .train import Trainer, TrainSettings
 
     check_model_name(args.output)
     image, channel_axis = _read_image(args.image, args.channel_axis)
-    annotations = _read_tiff(args.annotations)
+    annotations = read_tiff(args.annotations)
     if args.objects:
         from .annotations import objects_to_classes
 
@@ -303,7 +304,7 @@ def _train(args) -> int:
     config = UNetConfig(
         in_channels=trainer.stack.shape[-1], n_classes=MAX_CLASSES, **trainer.architecture
     )
-    inputs = {args.image: "the image", args.annotations: "the annotations"}
+    inputs = _inputs(image=args.image, annotations=args.annotations)
     if args.start:
         inputs[args.start] = "the --from model"
     with reserve(
@@ -378,7 +379,7 @@ def _predict_image(args, segmenter, image, channel_axis: int | None) -> int:
     with reserve(
         [path for path, _ in outputs],
         overwrite=args.overwrite,
-        inputs={args.model: "the model", args.image: "the image"},
+        inputs=_inputs(model=args.model, image=args.image),
         replaceable=_not_a_tiff,
         needed_bytes=sum(size for _, size in outputs),
     ) as reservation:
@@ -507,17 +508,12 @@ def _demo(args) -> int:
     return 0
 
 
-def _read_tiff(path: Path) -> np.ndarray:
-    from .tiff_input import read_tiff
-
-    return read_tiff(path)
-
-
 def _read_image(path: Path, channel_axis: int | None) -> tuple[np.ndarray, int | None]:
     """A TIFF image read whole (training needs it in memory), and its channel axis."""
     from .images import guess_channel_axis
+    from .tiff_input import read_tiff
 
-    image = _read_tiff(path)
+    image = read_tiff(path)
     if channel_axis is None:
         channel_axis = guess_channel_axis(image.shape)
     return image, channel_axis
