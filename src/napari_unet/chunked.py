@@ -115,15 +115,14 @@ def open_volume(path: str | Path) -> tuple[object, str, int | None]:
     return array, array_path, channel_axis
 
 
-def _channels(array, array_path: str, found: int | None, given) -> tuple[object, str, int | None]:
+def _channel_axis(shape: tuple[int, ...], found: int | None, given) -> int | None:
     """The channel axis: the OME-Zarr's, else the one given, else guessed as for TIFFs."""
-    given = check_channel_axis(given, len(array.shape))
+    given = check_channel_axis(given, len(shape))
     if found is None:
-        axis = guess_channel_axis(array.shape) if given is None else given % len(array.shape)
-        return array, array_path, axis
-    if given is not None and given % len(array.shape) != found:
+        return guess_channel_axis(shape) if given is None else given % len(shape)
+    if given is not None and given % len(shape) != found:
         raise UNetError(f"the OME-Zarr's channels are on axis {found}, not on axis {given}")
-    return array, array_path, found
+    return found
 
 
 def plan(shape: tuple[int, ...], chunk: int) -> list[Chunk]:
@@ -167,7 +166,8 @@ class VolumePredictor:
             raise UNetError(f"cannot write into {target.parent}")
         segmenter = load_model(Path(model_path))  # a model file or a package
         model = model_bytes(segmenter)  # what the workers get, rather than the path
-        array, array_path, channel_axis = _channels(*open_volume(source), channel_axis)
+        array, array_path, found = open_volume(source)
+        channel_axis = _channel_axis(tuple(array.shape), found, channel_axis)
         stack = as_stack(array, channel_axis)
         check_channels(stack, segmenter.in_channels)
         multiple = segmenter.config.multiple
