@@ -22,12 +22,12 @@ import torch
 import zarr
 from _common import DATA, machine
 
-from napari_unet.chunked import VolumePredictor, cluster_client
-from napari_unet.images import Normalization
-from napari_unet.io import save_model
-from napari_unet.model import UNetConfig
+from napari_unet.engine.images import Normalization
+from napari_unet.engine.model import UNetConfig
+from napari_unet.engine.segmenter import Segmenter
 from napari_unet.samples import nuclei
-from napari_unet.segmenter import Segmenter
+from napari_unet.storage.model_files import save_model
+from napari_unet.storage.volumes import VolumePredictor, cluster_client
 
 
 def volume(slices: int) -> np.ndarray:

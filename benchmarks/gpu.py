@@ -20,12 +20,12 @@ import torch.nn.functional as F
 from _common import ReferenceUNet, median, table
 from torch.utils.flop_counter import FlopCounterMode
 
-from napari_unet.device import autocast, prepare, resolve_device
-from napari_unet.losses import IGNORE, weighted_cross_entropy
-from napari_unet.model import UNet, UNetConfig
-from napari_unet.predict import Predictor
+from napari_unet.engine.device import autocast, prepare, resolve_device
+from napari_unet.engine.losses import IGNORE, weighted_cross_entropy
+from napari_unet.engine.model import UNet, UNetConfig
+from napari_unet.engine.predict import Predictor
+from napari_unet.engine.train import CPU_ARCHITECTURE, GPU_ARCHITECTURE, Trainer, TrainSettings
 from napari_unet.samples import nuclei, nuclei_annotations, nuclei_instances
-from napari_unet.train import CPU_ARCHITECTURE, GPU_ARCHITECTURE, Trainer, TrainSettings
 
 SCORED_ROWS = slice(160, None)
 NUCLEUS = 2

@@ -39,10 +39,10 @@ from _common import (
     table,
 )
 
-from napari_unet.io import load_model, save_model
-from napari_unet.predict import predict
+from napari_unet.engine.predict import predict
+from napari_unet.engine.train import Trainer, TrainSettings
 from napari_unet.samples import nuclei, nuclei_annotations
-from napari_unet.train import Trainer, TrainSettings
+from napari_unet.storage.model_files import load_model, save_model
 
 VARIANTS = {
     "reference": ("naive reference (whole slices, fp32, NCHW, one at a time)", 30, {}),

@@ -26,8 +26,8 @@ from _common import OtherLoad, machine, table
 from qtpy.QtCore import QEventLoop, QTimer
 
 from napari_unet import PLUGIN, autosave
+from napari_unet.engine.train import Trainer, TrainSettings
 from napari_unet.samples import nuclei, nuclei_annotations
-from napari_unet.train import Trainer, TrainSettings
 from napari_unet.widgets import _jobs
 
 TICK_MS = 10

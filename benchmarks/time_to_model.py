@@ -49,12 +49,12 @@ from skimage.future import fit_segmenter
 from skimage.segmentation import watershed
 from sklearn.ensemble import RandomForestClassifier
 
-from napari_unet.annotations import BACKGROUND, from_instances, objects_to_classes
-from napari_unet.io import load_model, save_model
-from napari_unet.objects import ObjectSettings, find_objects
-from napari_unet.predict import predict
+from napari_unet.engine.annotations import BACKGROUND, from_instances, objects_to_classes
+from napari_unet.engine.objects import ObjectSettings, find_objects
+from napari_unet.engine.predict import predict
+from napari_unet.engine.train import Trainer, TrainSettings
 from napari_unet.samples import nuclei, nuclei_instances
-from napari_unet.train import Trainer, TrainSettings
+from napari_unet.storage.model_files import load_model, save_model
 
 ANNOTATED_ROWS = 128
 SCORED_ROWS = slice(160, None)

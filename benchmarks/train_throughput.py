@@ -31,11 +31,11 @@ from _common import (
 )
 from torch.utils.flop_counter import FlopCounterMode
 
-from napari_unet.device import autocast, prepare
-from napari_unet.losses import IGNORE, weighted_cross_entropy
-from napari_unet.model import UNet, UNetConfig
+from napari_unet.engine.device import autocast, prepare
+from napari_unet.engine.losses import IGNORE, weighted_cross_entropy
+from napari_unet.engine.model import UNet, UNetConfig
+from napari_unet.engine.train import CPU_ARCHITECTURE, CPU_SIZE, Trainer, TrainSettings
 from napari_unet.samples import nuclei, nuclei_annotations
-from napari_unet.train import CPU_ARCHITECTURE, CPU_SIZE, Trainer, TrainSettings
 
 CPU = torch.device("cpu")
 DEFAULTS = TrainSettings()

@@ -23,7 +23,7 @@ from qtpy.QtWidgets import QScrollArea
 from scipy import ndimage
 
 from napari_unet import PLUGIN, autosave
-from napari_unet.annotations import from_instances
+from napari_unet.engine.annotations import from_instances
 from napari_unet.samples import nuclei_instances
 from napari_unet.widgets._layers import CLASS_NAMES_KEY, class_colormap
 

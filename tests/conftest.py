@@ -3,10 +3,10 @@
 import numpy as np
 import pytest
 
-from napari_unet import autosave
-from napari_unet.annotations import from_instances
+from napari_unet.engine.annotations import from_instances
+from napari_unet.engine.train import Trainer, TrainSettings
 from napari_unet.samples import nuclei, nuclei_annotations, nuclei_instances
-from napari_unet.train import Trainer, TrainSettings
+from napari_unet.storage import autosave
 
 TINY = {"width": 8, "depth": 2, "patch_size": 64, "batch_size": 4, "eval_every": 20}
 

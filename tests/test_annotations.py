@@ -3,9 +3,9 @@
 import numpy as np
 import pytest
 
-from napari_unet.annotations import from_instances, objects_to_classes
-from napari_unet.errors import UNetError
-from napari_unet.losses import border_weights
+from napari_unet.engine.annotations import from_instances, objects_to_classes
+from napari_unet.engine.errors import UNetError
+from napari_unet.engine.losses import border_weights
 from napari_unet.samples import nuclei_instances
 
 

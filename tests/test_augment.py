@@ -1,6 +1,6 @@
 import torch
 
-from napari_unet.augment import crop_size, patch_offsets, vary_gray_values
+from napari_unet.engine.augment import crop_size, patch_offsets, vary_gray_values
 
 
 def test_without_transform_the_offsets_are_the_plain_pixel_grid():

@@ -4,9 +4,9 @@ import os
 
 import pytest
 
-from napari_unet import autosave
-from napari_unet.errors import UNetError
-from napari_unet.io import load_model
+from napari_unet.engine.errors import UNetError
+from napari_unet.storage import autosave
+from napari_unet.storage.model_files import load_model
 
 
 def test_the_folder_follows_the_variable(home, monkeypatch):

@@ -8,10 +8,10 @@ import pytest
 
 yaml = pytest.importorskip("yaml")
 
-from napari_unet.bioimageio import export_model, import_model
-from napari_unet.errors import UNetError
-from napari_unet.images import Normalization
-from napari_unet.predict import predict
+from napari_unet.engine.errors import UNetError
+from napari_unet.engine.images import Normalization
+from napari_unet.engine.predict import predict
+from napari_unet.storage.bioimageio import export_model, import_model
 
 
 @pytest.fixture(scope="module")
@@ -101,7 +101,7 @@ def test_foreign_or_damaged_packages_are_refused(tmp_path, package):
 def test_packages_load_as_models_under_any_name_and_model_files_are_not_packages(
     package, trained, tmp_path
 ):
-    from napari_unet.io import load_model, save_model
+    from napari_unet.storage.model_files import load_model, save_model
 
     renamed = tmp_path / "nuclei-package"
     renamed.write_bytes(package.read_bytes())

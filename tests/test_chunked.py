@@ -6,12 +6,12 @@ import signal
 import numpy as np
 import pytest
 
-from napari_unet.errors import UNetError
-from napari_unet.io import save_model
-from napari_unet.predict import predict
+from napari_unet.engine.errors import UNetError
+from napari_unet.engine.predict import predict
+from napari_unet.storage.model_files import save_model
 
 zarr = pytest.importorskip("zarr", minversion="3")
-from napari_unet.chunked import VolumePredictor, cluster_client, metadata
+from napari_unet.storage.volumes import VolumePredictor, cluster_client, metadata
 
 CHUNK = 96
 
@@ -146,9 +146,9 @@ def test_napari_opens_the_output_as_multiscale_labels(request, model_path, tmp_p
 def test_plain_zarr_channels_are_given_or_guessed_and_packages_are_models(
     image, trained, tmp_path
 ):
-    from napari_unet.bioimageio import export_model
-    from napari_unet.model import UNetConfig
-    from napari_unet.segmenter import Segmenter
+    from napari_unet.engine.model import UNetConfig
+    from napari_unet.engine.segmenter import Segmenter
+    from napari_unet.storage.bioimageio import export_model
 
     rgb = Segmenter.new(UNetConfig(in_channels=3, depth=2, width=4))
     model = save_model(rgb, tmp_path / "rgb.safetensors")

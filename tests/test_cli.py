@@ -13,9 +13,9 @@ import pytest
 import tifffile
 
 from napari_unet.cli import main
-from napari_unet.files import TEMPORARY_SUFFIX
-from napari_unet.io import load_model, save_model
 from napari_unet.samples import nuclei_instances
+from napari_unet.storage.model_files import load_model, save_model
+from napari_unet.storage.output_files import TEMPORARY_SUFFIX
 
 TINY_ARGS = ["--steps", "3", "--width", "4", "--depth", "2", "--patch-size", "64"]
 TINY_ARGS += ["--batch-size", "2"]
@@ -255,7 +255,7 @@ def test_a_full_disk_is_found_before_training(files, monkeypatch, capsys):
     class Usage:
         free = 1000
 
-    monkeypatch.setattr("napari_unet.files.shutil.disk_usage", lambda p: Usage)
+    monkeypatch.setattr("napari_unet.storage.output_files.shutil.disk_usage", lambda p: Usage)
     args = ["train", str(files / "image.tif"), str(files / "annotations.tif")]
     assert main([*args, "-o", str(files / "m.safetensors"), *TINY_ARGS]) == 2
     one_error_line(capsys, "only 0 MiB are free")
@@ -282,7 +282,7 @@ def test_os_errors_are_one_line(files, model, monkeypatch, capsys):
     def full(*args, **kwargs):
         raise OSError(errno.ENOSPC, "No space left on device")
 
-    monkeypatch.setattr("napari_unet.files.os.fsync", full)
+    monkeypatch.setattr("napari_unet.storage.output_files.os.fsync", full)
     args = ["predict", str(model), str(files / "image.tif"), "-o", str(files / "l.tif")]
     assert main(args) == 2
     one_error_line(capsys, "disk is full")

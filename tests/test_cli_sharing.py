@@ -5,7 +5,7 @@ import pytest
 import tifffile
 
 from napari_unet.cli import main
-from napari_unet.io import save_model
+from napari_unet.storage.model_files import save_model
 
 
 @pytest.fixture(scope="module")

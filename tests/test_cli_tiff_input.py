@@ -8,12 +8,12 @@ import numpy as np
 import pytest
 import tifffile
 
-from napari_unet import tiff_input
 from napari_unet.cli import main
-from napari_unet.errors import UNetError
-from napari_unet.io import save_model
-from napari_unet.predict import predict
-from napari_unet.tiff_input import open_tiff, read_tiff
+from napari_unet.engine.errors import UNetError
+from napari_unet.engine.predict import predict
+from napari_unet.storage import tiff as tiff_input
+from napari_unet.storage.model_files import save_model
+from napari_unet.storage.tiff import open_tiff, read_tiff
 
 da = pytest.importorskip("dask.array")
 

@@ -2,10 +2,10 @@ import numpy as np
 import pytest
 import torch
 
-from napari_unet.augment import crop_size
-from napari_unet.data import TrainingSet, boundary_pixels
-from napari_unet.images import Normalization, as_stack
-from napari_unet.losses import IGNORE
+from napari_unet.engine.augment import crop_size
+from napari_unet.engine.data import TrainingSet, boundary_pixels
+from napari_unet.engine.images import Normalization, as_stack
+from napari_unet.engine.losses import IGNORE
 
 
 def label_map(shape=(2, 96, 80)) -> np.ndarray:

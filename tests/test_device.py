@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from napari_unet.device import (
+from napari_unet.engine.device import (
     autocast,
     cpu_has_bf16,
     cudnn_benchmark,
@@ -13,7 +13,7 @@ from napari_unet.device import (
     peak_memory,
     resolve_device,
 )
-from napari_unet.errors import UNetError
+from napari_unet.engine.errors import UNetError
 
 MiB = 2**20
 needs_gpu = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")

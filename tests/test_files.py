@@ -8,8 +8,8 @@ import time
 
 import pytest
 
-from napari_unet.errors import UNetError
-from napari_unet.files import (
+from napari_unet.engine.errors import UNetError
+from napari_unet.storage.output_files import (
     LEGACY_STALE_AFTER_S,
     STALE_AFTER_S,
     TEMPORARY_SUFFIX,

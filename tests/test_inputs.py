@@ -3,10 +3,10 @@
 import numpy as np
 import pytest
 
-from napari_unet.errors import UNetError
-from napari_unet.images import Normalization, as_stack, guess_channel_axis, spatial_shape
-from napari_unet.predict import Predictor, predict
-from napari_unet.train import Trainer, TrainSettings
+from napari_unet.engine.errors import UNetError
+from napari_unet.engine.images import Normalization, as_stack, guess_channel_axis, spatial_shape
+from napari_unet.engine.predict import Predictor, predict
+from napari_unet.engine.train import Trainer, TrainSettings
 
 from conftest import TINY, run_to_end
 

@@ -11,9 +11,9 @@ import pytest
 import safetensors.torch
 import torch
 
-from napari_unet.errors import ModelFileError, UNetError
-from napari_unet.io import load_model, read_config, save_model
-from napari_unet.predict import predict
+from napari_unet.engine.errors import ModelFileError, UNetError
+from napari_unet.engine.predict import predict
+from napari_unet.storage.model_files import load_model, read_config, save_model
 
 
 def test_save_then_load_predicts_identically(trained, image, tmp_path):
@@ -47,7 +47,7 @@ def test_a_failed_write_leaves_the_previous_model_intact(trained, tmp_path, monk
     def full(fd):
         raise OSError(errno.ENOSPC, "No space left on device")
 
-    monkeypatch.setattr("napari_unet.files.os.fsync", full)
+    monkeypatch.setattr("napari_unet.storage.output_files.os.fsync", full)
     with pytest.raises(UNetError, match="the disk is full; nothing was written"):
         save_model(trained, path, overwrite=True)
     assert path.read_bytes() == before

@@ -1,7 +1,7 @@
 import numpy as np
 import torch
 
-from napari_unet.losses import (
+from napari_unet.engine.losses import (
     IGNORE,
     border_weights,
     class_balance,

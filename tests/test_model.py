@@ -1,8 +1,8 @@
 import pytest
 import torch
 
-from napari_unet.errors import UNetError
-from napari_unet.model import UNet, UNetConfig
+from napari_unet.engine.errors import UNetError
+from napari_unet.engine.model import UNet, UNetConfig
 
 
 @pytest.mark.parametrize(

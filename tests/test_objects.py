@@ -5,8 +5,8 @@ import pytest
 from scipy import ndimage
 from skimage.measure import label
 
-from napari_unet.errors import UNetError
-from napari_unet.objects import ObjectSettings, find_objects
+from napari_unet.engine.errors import UNetError
+from napari_unet.engine.objects import ObjectSettings, find_objects
 from napari_unet.samples import nuclei_instances
 
 

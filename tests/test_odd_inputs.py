@@ -6,11 +6,11 @@ import numpy as np
 import pytest
 import torch
 
-from napari_unet.errors import ModelFileError, UNetError
-from napari_unet.io import load_model, model_bytes, save_model
-from napari_unet.model import UNetConfig
-from napari_unet.segmenter import Segmenter
-from napari_unet.train import Trainer, TrainSettings
+from napari_unet.engine.errors import ModelFileError, UNetError
+from napari_unet.engine.model import UNetConfig
+from napari_unet.engine.segmenter import Segmenter
+from napari_unet.engine.train import Trainer, TrainSettings
+from napari_unet.storage.model_files import load_model, model_bytes, save_model
 
 from conftest import TINY, run_to_end
 
@@ -79,7 +79,7 @@ def test_a_long_output_name_is_written(trained, tmp_path):
     ids=["float64 huge", "float64 tiny", "int64 offset", "int32 offset", "uint64 scaled"],
 )
 def test_wide_types_predict_and_train_like_their_values(trained, image, annotations, convert):
-    from napari_unet.predict import predict
+    from napari_unet.engine.predict import predict
 
     expected = predict(trained, image, device="cpu").labels
     wide = convert(image)
@@ -109,7 +109,7 @@ def test_names_undecodable_as_utf8_are_written(trained, tmp_path):
 
 
 def test_a_huge_integer_setting_is_refused_not_crashed():
-    from napari_unet.objects import ObjectSettings
+    from napari_unet.engine.objects import ObjectSettings
 
     with pytest.raises(UNetError, match="split"):
         ObjectSettings(split=10**400)

@@ -7,13 +7,13 @@ import numpy as np
 import pytest
 import torch
 
-from napari_unet import predict as predict_module
-from napari_unet.errors import UNetError
-from napari_unet.images import Normalization
-from napari_unet.model import UNetConfig
-from napari_unet.predict import READER_THREAD, Predictor, PredictProgress, predict
-from napari_unet.segmenter import Segmenter
-from napari_unet.tiling import (
+from napari_unet.engine import predict as predict_module
+from napari_unet.engine.errors import UNetError
+from napari_unet.engine.images import Normalization
+from napari_unet.engine.model import UNetConfig
+from napari_unet.engine.predict import READER_THREAD, Predictor, PredictProgress, predict
+from napari_unet.engine.segmenter import Segmenter
+from napari_unet.engine.tiling import (
     balanced_batch,
     batch_for_memory,
     even_tile,

@@ -3,9 +3,9 @@ import math
 import numpy as np
 import pytest
 
-from napari_unet.errors import UNetError
-from napari_unet.model import UNet, UNetConfig
-from napari_unet.train import Trainer, TrainSettings
+from napari_unet.engine.errors import UNetError
+from napari_unet.engine.model import UNet, UNetConfig
+from napari_unet.engine.train import Trainer, TrainSettings
 
 from conftest import TINY
 

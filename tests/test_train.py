@@ -2,9 +2,9 @@ import numpy as np
 import pytest
 import torch
 
-from napari_unet.predict import predict
+from napari_unet.engine.predict import predict
+from napari_unet.engine.train import Trainer, TrainProgress, TrainSettings
 from napari_unet.samples import nuclei_instances
-from napari_unet.train import Trainer, TrainProgress, TrainSettings
 
 from conftest import TINY, dice, run_to_end
 
@@ -195,10 +195,10 @@ def test_training_on_the_gpu_picks_sizes_and_reports_without_waiting(image, anno
 @pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 def test_sampling_augmenting_and_stepping_never_wait_for_the_gpu(image, annotations):
-    from napari_unet.augment import crop_size, vary_gray_values
-    from napari_unet.data import TrainingSet
-    from napari_unet.images import Normalization, as_stack
-    from napari_unet.model import UNet, UNetConfig
+    from napari_unet.engine.augment import crop_size, vary_gray_values
+    from napari_unet.engine.data import TrainingSet
+    from napari_unet.engine.images import Normalization, as_stack
+    from napari_unet.engine.model import UNet, UNetConfig
 
     settings = TrainSettings(steps=10, device="cuda", batch_size=4, patch_size=128)
     trainer = Trainer(image, annotations, settings=settings)

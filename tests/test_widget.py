@@ -12,9 +12,9 @@ import torch
 from qtpy.QtCore import QThreadPool, QTimer
 
 from napari_unet import PLUGIN
-from napari_unet import predict as predict_module
+from napari_unet.engine import predict as predict_module
+from napari_unet.engine.train import Trainer, TrainSettings
 from napari_unet.samples import nuclei
-from napari_unet.train import Trainer, TrainSettings
 from napari_unet.widgets import UNetWidget
 from napari_unet.widgets._layers import CLASS_NAMES_KEY, EDITED_KEY
 

@@ -9,7 +9,7 @@ import numpy as np
 from skimage.measure import label as connected_components
 
 from napari_unet import PLUGIN
-from napari_unet.train import TrainSettings
+from napari_unet.engine.train import TrainSettings
 from napari_unet.widgets import UNetWidget
 from napari_unet.widgets._layers import PAINT_KEY, training_annotations
 

@@ -9,8 +9,9 @@ import numpy as np
 from qtpy.QtCore import Qt
 from qtpy.QtWidgets import QMessageBox
 
-from napari_unet import PLUGIN, autosave
-from napari_unet.train import TrainSettings
+from napari_unet import PLUGIN
+from napari_unet.engine.train import TrainSettings
+from napari_unet.storage import autosave
 from napari_unet.widgets import UNetWidget
 
 from conftest import messages
@@ -176,7 +177,7 @@ def test_predict_follows_the_annotated_image_and_a_row_picks_the_brush(demo, qtb
 
 
 def test_plot_without_validation_draws_no_dice(qtbot, make_napari_viewer):
-    from napari_unet.train import TrainProgress
+    from napari_unet.engine.train import TrainProgress
     from napari_unet.widgets._plot import LossPlot
 
     plot = LossPlot()

@@ -1,6 +1,6 @@
 """napari sample data: the DSB2018 nuclei image, alone or with annotations of its top rows."""
 
-from .annotations import default_class_names
+from .engine.annotations import default_class_names
 from .samples import nuclei as _nuclei
 from .samples import nuclei_annotations
 

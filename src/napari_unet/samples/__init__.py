@@ -5,7 +5,7 @@ from importlib.resources import files
 import numpy as np
 import tifffile
 
-from ..annotations import from_instances
+from ..engine.annotations import from_instances
 
 
 def nuclei() -> np.ndarray:

@@ -19,7 +19,7 @@ from qtpy.QtWidgets import (
     QVBoxLayout,
 )
 
-from ..annotations import BACKGROUND, MAX_CLASSES, default_class_names
+from ..engine.annotations import BACKGROUND, MAX_CLASSES, default_class_names
 from . import _jobs
 from ._combo import LayerCombo
 from ._layers import (

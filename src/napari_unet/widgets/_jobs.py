@@ -12,8 +12,8 @@ from napari.utils.notifications import notification_manager, show_error
 from qtpy.QtCore import QTimer
 from superqt.utils import FunctionWorker, GeneratorWorker, WorkerBase
 
-from ..device import is_out_of_memory
-from ..errors import UNetError
+from ..engine.device import is_out_of_memory
+from ..engine.errors import UNetError
 
 
 def start(run, *args, now: bool = True, **handlers) -> WorkerBase:

@@ -7,7 +7,7 @@ import numpy as np
 from napari.layers import Image, Labels
 from napari.utils.colormaps import Colormap, DirectLabelColormap
 
-from ..annotations import (
+from ..engine.annotations import (
     BACKGROUND,
     annotated_slices,
     count_classes,

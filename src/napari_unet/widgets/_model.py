@@ -18,12 +18,12 @@ from qtpy.QtWidgets import (
     QVBoxLayout,
 )
 
-from .. import autosave
-from ..bioimageio import export_model
-from ..device import describe, resolve_device
-from ..errors import UNetError
-from ..io import SUFFIX, load_model, save_model
-from ..segmenter import Segmenter
+from ..engine.device import describe, resolve_device
+from ..engine.errors import UNetError
+from ..engine.segmenter import Segmenter
+from ..storage import autosave
+from ..storage.bioimageio import export_model
+from ..storage.model_files import SUFFIX, load_model, save_model
 from . import _jobs
 from ._session import LOADED, Session, confirm_replace
 

@@ -15,7 +15,7 @@ from qtpy.QtCore import QPointF, QRectF, Qt
 from qtpy.QtGui import QColor, QFont, QPainter, QPainterPath, QPen
 from qtpy.QtWidgets import QSizePolicy, QWidget
 
-from ..train import TrainProgress
+from ..engine.train import TrainProgress
 
 LOSS_COLOR = QColor("#ffb800")
 DICE_COLOR = QColor("#4fd2e6")

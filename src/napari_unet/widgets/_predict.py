@@ -19,9 +19,9 @@ from qtpy.QtWidgets import (
     QVBoxLayout,
 )
 
-from ..errors import UNetError
-from ..objects import ObjectSettings
-from ..predict import Prediction, Predictor, PredictProgress
+from ..engine.errors import UNetError
+from ..engine.objects import ObjectSettings
+from ..engine.predict import Prediction, Predictor, PredictProgress
 from . import _jobs
 from ._annotate import AnnotateSection
 from ._combo import LayerCombo

@@ -9,7 +9,7 @@ from napari.utils.notifications import show_warning
 from qtpy.QtCore import QObject, Signal
 from qtpy.QtWidgets import QMessageBox
 
-from ..segmenter import Segmenter
+from ..engine.segmenter import Segmenter
 
 TRAINED, CONTINUED, LOADED = "trained", "continued", "loaded"
 

@@ -17,9 +17,9 @@ from qtpy.QtWidgets import (
     QVBoxLayout,
 )
 
-from .. import autosave
-from ..errors import UNetError
-from ..train import Trainer, TrainProgress, TrainSettings
+from ..engine.errors import UNetError
+from ..engine.train import Trainer, TrainProgress, TrainSettings
+from ..storage import autosave
 from . import _jobs
 from ._annotate import AnnotateSection
 from ._layers import channel_axis, class_names, image_data, training_annotations

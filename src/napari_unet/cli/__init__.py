@@ -14,9 +14,9 @@ from pathlib import Path
 
 import numpy as np
 
-from . import PLUGIN, __version__
-from .errors import UNetError, os_error_message
-from .objects import ObjectSettings
+from .. import PLUGIN, __version__
+from ..engine.errors import UNetError, os_error_message
+from ..engine.objects import ObjectSettings
 
 TIFF_MAGIC = (b"II*\0", b"MM\0*", b"II+\0", b"MM\0+")
 QT_BINDINGS = ("PyQt6", "PySide6", "PyQt5", "PySide2")
@@ -268,19 +268,25 @@ def _common(parser: argparse.ArgumentParser, overwrite: str) -> None:
 
 
 def _train(args) -> int:
-    from .annotations import MAX_CLASSES, check_annotations
-    from .device import describe
-    from .files import reserve
-    from .io import check_model_name, load_model, model_bytes, not_a_model, weights_bytes
-    from .model import UNetConfig
-    from .tiff_input import read_tiff
-    from .train import Trainer, TrainSettings
+    from ..engine.annotations import MAX_CLASSES, check_annotations
+    from ..engine.device import describe
+    from ..engine.model import UNetConfig
+    from ..engine.train import Trainer, TrainSettings
+    from ..storage.model_files import (
+        check_model_name,
+        load_model,
+        model_bytes,
+        not_a_model,
+        weights_bytes,
+    )
+    from ..storage.output_files import reserve
+    from ..storage.tiff import read_tiff
 
     check_model_name(args.output)
     image, channel_axis = _read_image(args.image, args.channel_axis)
     annotations = read_tiff(args.annotations)
     if args.objects:
-        from .annotations import objects_to_classes
+        from ..engine.annotations import objects_to_classes
 
         annotations = objects_to_classes(annotations)
     start = load_model(args.start) if args.start else None
@@ -344,7 +350,7 @@ def _follow_training(run):
 
 
 def _predict(args) -> int:
-    from .io import load_model
+    from ..storage.model_files import load_model
 
     if args.image.is_dir():
         return _predict_volume(args)
@@ -356,8 +362,8 @@ def _predict(args) -> int:
 
 
 def _predict_image(args, segmenter, image, channel_axis: int | None) -> int:
-    from .files import reserve
-    from .predict import Predictor
+    from ..engine.predict import Predictor
+    from ..storage.output_files import reserve
 
     predictor = Predictor(
         segmenter,
@@ -402,7 +408,7 @@ def _predict_image(args, segmenter, image, channel_axis: int | None) -> int:
 
 def _predict_volume(args) -> int:
     """A zarr / OME-Zarr input, predicted chunk by chunk into OME-Zarr labels."""
-    from .chunked import VolumePredictor, cluster_client
+    from ..storage.volumes import VolumePredictor, cluster_client
 
     if args.probabilities or args.instances:
         raise UNetError(
@@ -452,8 +458,8 @@ def _close_quietly(client, interrupted_ok: bool) -> None:
 
 
 def _export(args) -> int:
-    from .bioimageio import export_model
-    from .io import load_model
+    from ..storage.bioimageio import export_model
+    from ..storage.model_files import load_model
 
     segmenter = load_model(args.model)
     test_image = None
@@ -483,7 +489,7 @@ def _inputs(**files: Path | None) -> dict[Path, str]:
 
 
 def _info(args) -> int:
-    from .io import load_model
+    from ..storage.model_files import load_model
 
     segmenter = load_model(args.model)
     print(segmenter.describe())
@@ -502,7 +508,7 @@ def _demo(args) -> int:
         raise UNetError("no display to open napari on (DISPLAY is not set)")
     if not any(importlib.util.find_spec(binding) for binding in QT_BINDINGS):
         raise UNetError(f"napari cannot open a window without a Qt binding; {INSTALL_QT}")
-    from .widgets._demo import open_demo
+    from ..widgets._demo import open_demo
 
     open_demo()
     return 0
@@ -510,8 +516,8 @@ def _demo(args) -> int:
 
 def _read_image(path: Path, channel_axis: int | None) -> tuple[np.ndarray, int | None]:
     """A TIFF image read whole (training needs it in memory), and its channel axis."""
-    from .images import guess_channel_axis
-    from .tiff_input import read_tiff
+    from ..engine.images import guess_channel_axis
+    from ..storage.tiff import read_tiff
 
     image = read_tiff(path)
     if channel_axis is None:
@@ -524,8 +530,8 @@ def _open_image(path: Path, channel_axis: int | None):
     """A TIFF image to predict, read slice by slice where the file allows (memory-mapped or a
     page at a time, see tiff_input), and its channel axis; the file is open read-only until
     the ``with`` block ends."""
-    from .images import guess_channel_axis
-    from .tiff_input import open_tiff
+    from ..engine.images import guess_channel_axis
+    from ..storage.tiff import open_tiff
 
     with open_tiff(path) as image:
         if channel_axis is None:
@@ -547,6 +553,3 @@ def _not_a_tiff(path: Path) -> str | None:
     with open(path, "rb") as file:
         return None if file.read(4) in TIFF_MAGIC else "exists and is not a TIFF image"
 
-
-if __name__ == "__main__":
-    sys.exit(main())

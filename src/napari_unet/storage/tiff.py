@@ -28,7 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import UNetError
+from ..engine.errors import UNetError
 
 
 def read_tiff(path: Path) -> np.ndarray:

@@ -13,10 +13,10 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
-from . import PLUGIN
-from .errors import UNetError
-from .io import SUFFIX, save_model
-from .segmenter import Segmenter
+from .. import PLUGIN
+from ..engine.errors import UNetError
+from ..engine.segmenter import Segmenter
+from .model_files import SUFFIX, save_model
 
 HOME_VARIABLE = "NAPARI_UNET_HOME"
 KEEP = 10

@@ -20,11 +20,12 @@ import numpy as np
 import torch
 import yaml
 
-from . import __version__, checks, errors, model
-from .errors import ModelFileError, UNetError
-from .files import reserve
-from .io import load_model_bytes, model_config, state_bytes
-from .segmenter import Segmenter
+from .. import __version__
+from ..engine import checks, errors, model
+from ..engine.errors import ModelFileError, UNetError
+from ..engine.segmenter import Segmenter
+from .model_files import load_model_bytes, model_config, state_bytes
+from .output_files import reserve
 
 FORMAT_VERSION = "0.5.4"
 RDF = "rdf.yaml"

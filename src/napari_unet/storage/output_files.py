@@ -22,7 +22,7 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import BinaryIO
 
-from .errors import UNetError, os_error_message
+from ..engine.errors import UNetError, os_error_message
 
 TEMPORARY_SUFFIX = ".unet-tmp"
 STALE_AFTER_S = 15 * 60

@@ -22,20 +22,20 @@ from pathlib import Path
 
 import numpy as np
 
-from .checks import whole_number
-from .device import resolve_device
-from .errors import UNetError
-from .images import (
+from ..engine.checks import whole_number
+from ..engine.device import resolve_device
+from ..engine.errors import UNetError
+from ..engine.images import (
     Normalization,
     as_stack,
     check_channel_axis,
     check_channels,
     guess_channel_axis,
 )
-from .io import load_model, load_model_bytes, model_bytes
-from .predict import MAX_BATCH_PIXELS, Predictor
-from .segmenter import Segmenter
-from .tiling import context
+from ..engine.predict import MAX_BATCH_PIXELS, Predictor
+from ..engine.segmenter import Segmenter
+from ..engine.tiling import context
+from .model_files import load_model, load_model_bytes, model_bytes
 
 DEFAULT_CHUNK = 1024
 SMALLEST_LEVEL = 256

@@ -17,7 +17,7 @@ from datetime import datetime, timezone
 import numpy as np
 import torch
 
-from . import __version__
+from .. import __version__
 from .annotations import check_shapes
 from .augment import crop_size, vary_gray_values
 from .checks import number, whole_number

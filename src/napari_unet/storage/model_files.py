@@ -3,7 +3,7 @@
 The config (architecture, class names, normalisation, training history, versions) is JSON in
 the file's metadata, readable with any safetensors reader or ``napari-unet info``. A file is
 read once, and its config and tensor shapes are checked before any network is built. Files are
-written through a temporary file and renamed (see :mod:`napari_unet.files`), so a crash never
+written through a temporary file and renamed (see :mod:`.output_files`), so a crash never
 leaves half a model, and an existing file is only replaced when asked to.
 """
 
@@ -20,13 +20,13 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load, save
 
-from . import __version__
-from .annotations import MAX_CLASSES
-from .errors import ModelFileError, UNetError, os_error_message
-from .files import reserve
-from .images import Normalization
-from .model import UNet, UNetConfig
-from .segmenter import Segmenter
+from .. import __version__
+from ..engine.annotations import MAX_CLASSES
+from ..engine.errors import ModelFileError, UNetError, os_error_message
+from ..engine.images import Normalization
+from ..engine.model import UNet, UNetConfig
+from ..engine.segmenter import Segmenter
+from .output_files import reserve
 
 FORMAT = "napari-unet"
 FORMAT_VERSION = 1
