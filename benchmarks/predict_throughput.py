@@ -42,7 +42,8 @@ from _common import (
 from napari_unet.engine.predict import predict
 from napari_unet.engine.train import Trainer, TrainSettings
 from napari_unet.samples import nuclei, nuclei_annotations
-from napari_unet.storage.model_files import load_model, save_model
+from napari_unet.storage.loading import load_model
+from napari_unet.storage.model_files import save_model
 
 VARIANTS = {
     "reference": ("naive reference (whole slices, fp32, NCHW, one at a time)", 30, {}),

@@ -54,7 +54,8 @@ from napari_unet.engine.objects import ObjectSettings, find_objects
 from napari_unet.engine.predict import predict
 from napari_unet.engine.train import Trainer, TrainSettings
 from napari_unet.samples import nuclei, nuclei_instances
-from napari_unet.storage.model_files import load_model, save_model
+from napari_unet.storage.loading import load_model
+from napari_unet.storage.model_files import save_model
 
 ANNOTATED_ROWS = 128
 SCORED_ROWS = slice(160, None)

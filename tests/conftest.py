@@ -1,4 +1,6 @@
-"""Shared fixtures: the shipped nuclei image, its annotations, and a tiny trained model."""
+"""Shared fixtures: the shipped nuclei image, its annotations, a tiny trained model, a folder
+of the test's own for kept models, and no volume model cached from one test to the next (the
+dock's fixtures are in widgets/conftest.py)."""
 
 import numpy as np
 import pytest
@@ -6,23 +8,9 @@ import pytest
 from napari_unet.engine.annotations import from_instances
 from napari_unet.engine.train import Trainer, TrainSettings
 from napari_unet.samples import nuclei, nuclei_annotations, nuclei_instances
-from napari_unet.storage import autosave
+from napari_unet.storage import autosave, volumes
 
-TINY = {"width": 8, "depth": 2, "patch_size": 64, "batch_size": 4, "eval_every": 20}
-
-
-def run_to_end(generator):
-    """Exhaust a progress generator; return (events, returned value)."""
-    events = []
-    while True:
-        try:
-            events.append(next(generator))
-        except StopIteration as done:
-            return events, done.value
-
-
-def dice(a: np.ndarray, b: np.ndarray) -> float:
-    return 2 * (a & b).sum() / max(a.sum() + b.sum(), 1)
+from helpers import TINY, run_to_end
 
 
 @pytest.fixture(scope="session")
@@ -58,15 +46,11 @@ def home(tmp_path, monkeypatch):
     return tmp_path / "home"
 
 
-@pytest.fixture
-def notes(monkeypatch):
-    """The napari notifications shown during the test."""
-    from napari.utils.notifications import notification_manager
-
-    records = []
-    monkeypatch.setattr(notification_manager, "records", records)
-    return records
-
-
-def messages(notes) -> str:
-    return "\n".join(str(n.message) for n in notes)
+@pytest.fixture(autouse=True)
+def forget_volume_models():
+    """Forget the model that volume prediction keeps loaded in this process: it is cached by the
+    model's bytes alone, with the normalisation of the first volume it predicted, so a volume
+    predicted in a later test (tests/storage/test_volumes.py after tests/cli/test_commands.py's
+    zarr volume) would be normalised as that other volume."""
+    yield
+    volumes._MODELS.clear()

@@ -28,8 +28,9 @@ def count_classes(annotations: np.ndarray) -> dict[int, int]:
 def check_annotations(annotations: np.ndarray, n_classes: int | None = None) -> dict[int, int]:
     """Check the ids of loaded annotations; return the pixel count per id.
 
-    With ``n_classes`` (a model being fine-tuned) ids up to it are allowed; without, the ids
-    must run 1, 2, ... without gaps.
+    With ``n_classes`` (a model being fine-tuned) ids up to it are allowed, and new classes
+    after it (n_classes + 1, ... without gaps) grow the model; without, the ids must run
+    1, 2, ... without gaps.
     """
     dtype = annotations.dtype
     if not np.issubdtype(dtype, np.integer):
@@ -49,10 +50,11 @@ def check_annotations(annotations: np.ndarray, n_classes: int | None = None) -> 
             f"use 1 = background and 2.. = classes (at most {MAX_CLASSES})"
         )
     if n_classes is not None:
-        if ids[-1] > n_classes:
+        missing = sorted(set(range(n_classes + 1, ids[-1] + 1)) - set(ids))
+        if missing:
             raise UNetError(
-                f"the model knows ids 1..{n_classes} but the annotations use id {ids[-1]}; "
-                "train a new model to add classes"
+                f"the model knows ids 1..{n_classes}; new classes follow them without gaps, "
+                f"but id {', '.join(map(str, missing))} is not annotated"
             )
     else:
         missing = sorted(set(range(1, ids[-1] + 1)) - set(ids))

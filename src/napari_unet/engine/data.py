@@ -49,7 +49,7 @@ class TrainingSet:
             )
         labels = np.stack([np.asarray(annotations[z]) for z in picks])
         counts = check_annotations(labels, n_classes)
-        n_classes = n_classes or max(counts)
+        n_classes = max(n_classes or 0, max(counts))
         images = np.stack([read_slice(stack, z, normalization) for z in picks])
         if all(np.ptp(images[i][labels[i] > 0]) == 0 for i in range(len(picks))):
             raise UNetError("the image is constant where it is annotated: nothing to learn")

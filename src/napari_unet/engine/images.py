@@ -5,15 +5,17 @@ zarr): nothing is loaded until a slice is asked for.
 """
 
 import math
-import operator
 from dataclasses import dataclass, field
 
 import numpy as np
 
+from .checks import Bound
 from .errors import UNetError
 
 MIN_SIDE = 8
 MAX_SLICE_PIXELS = 2**28
+CHANNEL_AXIS = Bound("channel axis", int, -4, 3, optional=True)
+"""Images have at most four axes: a stack (Z, Y, X) and its channels."""
 
 
 def as_stack(image, channel_axis: int | None = None):
@@ -78,16 +80,9 @@ def spatial_shape(image, channel_axis: int | None = None) -> tuple[int, ...]:
 
 def check_channel_axis(channel_axis, ndim: int) -> int | None:
     """``channel_axis`` as an int that exists in an ``ndim``-D image (or None)."""
+    channel_axis = CHANNEL_AXIS.check(channel_axis)
     if channel_axis is None:
         return None
-    try:
-        if isinstance(channel_axis, bool):
-            raise TypeError
-        channel_axis = operator.index(channel_axis)
-    except TypeError:
-        raise UNetError(
-            f"the channel axis must be an integer or None, not {channel_axis!r}"
-        ) from None
     if not -ndim <= channel_axis < ndim:
         raise UNetError(f"channel axis {channel_axis} does not exist in a {ndim}D image")
     return channel_axis
@@ -207,11 +202,22 @@ class Normalization:
         spread = np.asarray(self.high, dtype=np.float64) - np.asarray(self.low, dtype=np.float64)
         return np.where(spread > 0, spread, 1e-6)
 
-    def apply(self, data: np.ndarray) -> np.ndarray:
-        """Normalise a (..., C) float array in place, in its own precision, and return it."""
-        data -= np.asarray(self.low, dtype=data.dtype)
-        data /= self.spread().astype(data.dtype)
-        return data
+    def apply(self, data, channel_axis: int = -1):
+        """Normalise a float array or tensor in place, in its own precision and on its own
+        device, and return it; ``channel_axis`` says where its channels are."""
+        shape = [1] * data.ndim
+        shape[channel_axis] = -1
+        low, spread = np.asarray(self.low, np.float64), self.spread()
+        if isinstance(data, np.ndarray):
+            data -= low.astype(data.dtype).reshape(shape)
+            data /= spread.astype(data.dtype).reshape(shape)
+            return data
+        import torch
+
+        def like(values: np.ndarray):
+            return torch.as_tensor(values, dtype=data.dtype).view(shape).to(data.device)
+
+        return data.sub_(like(low)).div_(like(spread))
 
     def to_dict(self) -> dict:
         return {

@@ -15,7 +15,7 @@ from scipy import ndimage
 from skimage.measure import label as connected_components
 from skimage.segmentation import watershed
 
-from .checks import number, whole_number
+from .checks import Bound, bound, check_fields
 from .errors import UNetError
 
 
@@ -29,15 +29,14 @@ class ObjectSettings:
     touching object across the highest pass, or are dropped when alone.
     """
 
-    split: float = 0.9
-    min_size: int = 10
+    split: float = bound(0.9, Bound("split (0 never splits)", float, 0, 1))
+    min_size: int = bound(10, Bound("minimum object size (pixels)", int, 0, 2**31))
 
     def __post_init__(self) -> None:
         self.check()
 
     def check(self) -> None:
-        number("split (0 never splits)", self.split, 0, 1)
-        whole_number("minimum object size (pixels)", self.min_size, 0)
+        check_fields(self)
 
 
 def find_objects(

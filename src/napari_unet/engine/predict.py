@@ -11,11 +11,12 @@ new zarr store.
 """
 
 import copy
+import os
 import queue
 import threading
 import time
 from collections.abc import Generator, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -23,7 +24,8 @@ import torch
 from torch import nn
 from torch.nn.utils.fusion import fuse_conv_bn_eval
 
-from .checks import is_whole, whole_number
+from .annotations import MAX_CLASSES
+from .checks import Bound, is_whole
 from .device import (
     autocast,
     cudnn_benchmark,
@@ -47,6 +49,9 @@ MEMORY_FRACTION = 0.5
 MAX_BATCH_PIXELS = 2**23
 PREFETCH_BYTES = 2**28
 """At most this many bytes of slices are read ahead (but at least one slice)."""
+TILE_SIZE = Bound("tile size", int, 16, 16384, optional=True)
+BATCH_SIZE = Bound("batch size", int, 1, 1024, optional=True)
+INSTANCES_CLASS = Bound("class id of the instances", int, 2, MAX_CLASSES, optional=True)
 RAW_DTYPES = {np.dtype(t) for t in (np.uint8, np.int8, np.int16, np.uint16, np.bool_)}
 """Integer types that travel to the device as they are; uint16 travels as int16."""
 
@@ -115,7 +120,7 @@ class Predictor:
         self.multiple = segmenter.config.multiple
         self.margin = context(self.multiple)
         self.tile_size = _check_tile_size(tile_size, self.multiple, self.margin)
-        self.batch_size = None if batch_size is None else whole_number("batch size", batch_size)
+        self.batch_size = BATCH_SIZE.check(batch_size)
         self._auto = (tile_size is None, batch_size is None)
         if self.device.type == "cpu":
             self.tile_size = self.tile_size or CPU_TILE
@@ -126,8 +131,9 @@ class Predictor:
         self.objects = objects or ObjectSettings()
         self._next_instance = 0
         self._flat = len(spatial_shape(image, channel_axis)) == 2
-        make = _zarr_maker(_new_store(store)) if store is not None else _numpy_maker
-        self.result = self._allocate(labels, probabilities, probability_dtype, make)
+        self._make = _zarr_maker(_new_store(store)) if store is not None else _numpy_maker
+        self._wanted = (labels, probabilities, probability_dtype)
+        self.result: Prediction | None = None
         self._stop = False
 
     def stop(self) -> None:
@@ -137,6 +143,7 @@ class Predictor:
     def run(self) -> Generator[PredictProgress, None, Prediction]:
         """Predict slice by slice, yielding after each; closing the generator stops it."""
         start = time.perf_counter()
+        self.allocate()
         normalization = self.segmenter.normalization.for_image(self.stack)
         net = _inference_net(self.segmenter.net, self.device)
         total, height, width, channels = self.stack.shape
@@ -276,6 +283,7 @@ class Predictor:
                     yield tile.z
 
     def _write(self, z: int, parts: dict[str, np.ndarray]) -> None:
+        """Store slice ``z``'s outputs; objects get ids after those of the slices before."""
         r = self.result
         if r.labels is not None:
             r.labels[z] = parts["labels"]
@@ -288,22 +296,31 @@ class Predictor:
             self._next_instance = max(self._next_instance, int(objects.max()))
             r.instances[z] = objects
 
-    def _allocate(self, labels, probabilities, probability_dtype, make) -> Prediction:
-        """Output arrays of shape (Z, Y, X), filled as slices are predicted."""
-        stack_shape = (self.stack.shape[0], *self.stack.shape[1:3])
-        n = self.segmenter.n_classes
-        label_dtype = np.uint8 if n < 255 else np.uint16
-        return Prediction(
-            labels=make("labels", stack_shape, label_dtype) if labels else None,
-            probabilities=make("probabilities", (n, *stack_shape), probability_dtype)
-            if probabilities
-            else None,
-            instances=make("instances", stack_shape, np.uint32) if self.instances_of else None,
-        )
+    def allocate(self) -> Prediction:
+        """Create the output arrays (zeros; once), which :meth:`run` fills slice by slice, and
+        return them as :meth:`outputs` does: a caller may show them while they fill."""
+        if self.result is None:
+            labels, probabilities, probability_dtype = self._wanted
+            stack_shape = (self.stack.shape[0], *self.stack.shape[1:3])
+            n = self.segmenter.n_classes
+            make = self._make
+            self.result = Prediction(
+                labels=make("labels", stack_shape, np.uint8 if n < 255 else np.uint16)
+                if labels
+                else None,
+                probabilities=make("probabilities", (n, *stack_shape), probability_dtype)
+                if probabilities
+                else None,
+                instances=make("instances", stack_shape, np.uint32) if self.instances_of else None,
+            )
+        return self.outputs()
 
     def outputs(self) -> Prediction:
-        """The results in the input's spatial shape (2D inputs lose the slice axis)."""
+        """The results in the input's spatial shape (2D inputs lose the slice axis); call
+        :meth:`allocate` or :meth:`run` first."""
         r = self.result
+        if r is None:
+            raise RuntimeError("call allocate() or run() before outputs()")
         if not self._flat:
             return r
         return Prediction(
@@ -391,11 +408,6 @@ class _Scale:
 
     def __init__(self, normalization: Normalization | None, device: torch.device, uint16: bool):
         self.device, self.normalization, self.uint16 = device, normalization, uint16
-        if normalization is not None:
-            low = torch.tensor(normalization.low, dtype=torch.float32)
-            spread = torch.tensor(normalization.spread(), dtype=torch.float32)
-            self.low = low.view(-1, 1, 1).to(device)
-            self.spread = spread.view(-1, 1, 1).to(device)
 
     def __call__(self, raw: torch.Tensor) -> torch.Tensor:
         data = raw.to(self.device, non_blocking=self.device.type == "cuda")
@@ -403,7 +415,7 @@ class _Scale:
             return data
         if self.uint16:
             data = data.to(torch.int32).bitwise_and_(0xFFFF)
-        return (data.float() - self.low) / self.spread
+        return self.normalization.apply(data.float(), channel_axis=-3)
 
 
 class _SliceReader:
@@ -510,13 +522,11 @@ def _check_tile_size(value, multiple: int, margin: int) -> int | None:
             f"the tile size must be a multiple of {multiple} and at least {smallest} "
             f"pixels for this model, not {value}"
         )
-    return whole_number("tile size", value)
+    return TILE_SIZE.check(value)
 
 
 def _check_class(value, n_classes: int) -> int | None:
-    if value is None:
-        return None
-    return whole_number("class id of the instances", value, 2, n_classes)
+    return replace(INSTANCES_CLASS, high=n_classes).check(value)
 
 
 def _check_probability_dtype(value) -> np.dtype:
@@ -537,6 +547,9 @@ def _new_store(store) -> Path:
             f"{root} already exists: predictions are written to a new zarr folder and never "
             "replace what is there; choose another path"
         )
+    folder = root.parent
+    if not folder.is_dir() or not os.access(folder, os.W_OK):
+        raise UNetError(f"cannot write predictions to {root}: {folder} is not a writable folder")
     return root
 
 

@@ -1,5 +1,7 @@
 """A trained U-Net with what prediction needs to know: classes, channels, normalisation."""
 
+import copy
+import dataclasses
 from dataclasses import dataclass, field
 
 import torch
@@ -8,6 +10,9 @@ from .annotations import default_class_names
 from .errors import UNetError
 from .images import Normalization
 from .model import UNet, UNetConfig
+
+NEW_CLASS_BIAS = -10.0
+"""The starting bias of a class added by fine-tuning: its probability starts near zero."""
 
 
 def check_class_names(names) -> list[str] | None:
@@ -52,11 +57,48 @@ class Segmenter:
     def in_channels(self) -> int:
         return self.config.in_channels
 
-    def describe(self) -> str:
-        """One line: classes, channels and size."""
+    def with_classes(self, class_names: list[str]) -> "Segmenter":
+        """A copy that also predicts the classes named after its own in ``class_names``: the
+        output layer grows, the new classes' weights start at zero and their bias far below
+        the others (NEW_CLASS_BIAS), so that the old classes predict as before until trained."""
+        grown = copy.deepcopy(self)
+        n = len(class_names)
+        if n <= self.n_classes:
+            return grown
+        old = grown.net.outc
+        new = torch.nn.Conv2d(old.in_channels, n, 1)
+        with torch.no_grad():
+            new.weight.zero_()
+            new.bias.fill_(NEW_CLASS_BIAS)
+            new.weight[: old.out_channels] = old.weight
+            new.bias[: old.out_channels] = old.bias
+        grown.net.outc = new
+        grown.net.config = dataclasses.replace(grown.net.config, n_classes=n)
+        grown.class_names = list(self.class_names) + list(class_names[self.n_classes :])
+        return grown
+
+    def summary(self) -> list[str]:
+        """Three short lines: architecture, classes, training rounds."""
         c = self.config
-        rounds = len(self.history)
-        return (
-            f"U-Net depth {c.depth}, width {c.width}; {c.in_channels} channel(s); "
-            f"classes: {', '.join(self.class_names)}; trained {rounds} round(s)"
-        )
+        channels = "channel" if c.in_channels == 1 else "channels"
+        return [
+            f"U-Net depth {c.depth}, width {c.width}, {c.in_channels} {channels}",
+            f"Classes: {', '.join(self.class_names)}",
+            f"Trained {len(self.history)} round(s)",
+        ]
+
+    def describe(self) -> str:
+        """The summary in one line."""
+        return "; ".join(self.summary())
+
+    def rounds(self) -> list[str]:
+        """One line per training round: steps, seconds, device and validation Dice."""
+        lines = []
+        for i, entry in enumerate(self.history, start=1):
+            dice = entry.get("validation_dice")
+            dice = f", validation dice {dice:.3f}" if isinstance(dice, int | float) else ""
+            steps, seconds = entry.get("steps", "?"), entry.get("seconds", "?")
+            lines.append(
+                f"round {i}: {steps} steps in {seconds} s on {entry.get('device', '?')}{dice}"
+            )
+        return lines

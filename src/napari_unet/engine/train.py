@@ -14,13 +14,12 @@ from collections.abc import Generator
 from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
 
-import numpy as np
 import torch
 
 from .. import __version__
 from .annotations import check_shapes
 from .augment import crop_size, vary_gray_values
-from .checks import number, whole_number
+from .checks import Bound, bound, check_fields
 from .data import TrainingSet
 from .device import (
     DEVICES,
@@ -62,60 +61,45 @@ class TrainSettings:
     rule before "average"; a noisy hold-out makes it freeze an early step).
     """
 
-    steps: int | None = 1000
-    time_limit: float | None = None
-    batch_size: int | None = None
-    patch_size: int | None = None
-    learning_rate: float = 2e-3
-    weight_decay: float = 1e-4
-    w0: float = 10.0
-    sigma: float = 5.0
+    steps: int | None = bound(1000, Bound("number of steps", int, 1, 10**9, optional=True))
+    time_limit: float | None = bound(
+        None, Bound("time limit (seconds)", float, 0, 10**7, above=True, optional=True)
+    )
+    batch_size: int | None = bound(None, Bound("batch size", int, 1, 1024, optional=True))
+    patch_size: int | None = bound(
+        None, Bound("patch size", int, 32, 4096, multiple=16, optional=True)
+    )
+    learning_rate: float = bound(2e-3, Bound("learning rate", float, 0, 1, above=True))
+    weight_decay: float = bound(1e-4, Bound("weight decay", float, 0, 1))
+    w0: float = bound(10.0, Bound("border weight w0", float, 0, 1000))
+    sigma: float = bound(5.0, Bound("border width sigma (pixels)", float, 0, 1000, above=True))
     augment: bool = True
-    validation_fraction: float = 0.1
-    eval_every: int = 25
-    seed: int | None = 0
+    validation_fraction: float = bound(0.1, Bound("validation fraction", float, 0, 0.5))
+    eval_every: int = bound(25, Bound("validation interval (eval_every)", int, 1, 10**9))
+    seed: int | None = bound(0, Bound("seed", int, 0, 2**63 - 1, optional=True))
     device: str = "auto"
-    depth: int | None = None
-    width: int | None = None
+    depth: int | None = bound(None, Bound("depth", int, 1, 6, optional=True))
+    width: int | None = bound(None, Bound("width", int, 1, 256, optional=True))
     keep: str = "average"
-    report_every: float | None = None
+    report_every: float | None = bound(
+        None, Bound("report interval (seconds)", float, 0, 60, optional=True)
+    )
 
     def check(self) -> None:
         """Raise a UNetError naming the first setting out of range."""
         if self.steps is None and self.time_limit is None:
             raise UNetError("give a number of steps, a time limit, or both")
-        _optional(whole_number, "number of steps", self.steps, 1, 10**9)
-        _optional(number, "time limit (seconds)", self.time_limit, 0, 10**7, above=True)
-        _optional(whole_number, "batch size", self.batch_size, 1, 1024)
-        _optional(whole_number, "patch size", self.patch_size, 32, 4096)
-        if self.patch_size is not None and self.patch_size % 16:
-            raise UNetError(f"the patch size must be a multiple of 16, not {self.patch_size}")
-        number("learning rate", self.learning_rate, 0, 1, above=True)
-        number("weight decay", self.weight_decay, 0, 1)
-        number("border weight w0", self.w0, 0, 1000)
-        number("border width sigma (pixels)", self.sigma, 0, 1000, above=True)
+        check_fields(self)
         if not isinstance(self.augment, bool):
             raise UNetError(f"augment must be true or false, not {self.augment!r}")
-        number("validation fraction", self.validation_fraction, 0, 0.5)
-        whole_number("validation interval (eval_every)", self.eval_every, 1, 10**9)
-        _optional(whole_number, "seed", self.seed, 0, 2**63 - 1)
         if self.device not in DEVICES:
             raise UNetError(f"unknown device {self.device!r}; choose one of {', '.join(DEVICES)}")
-        _optional(whole_number, "depth", self.depth, 1, 6)
-        _optional(whole_number, "width", self.width, 1, 256)
         if self.keep not in KEEP:
             raise UNetError(f"keep must be one of {', '.join(KEEP)}, not {self.keep!r}")
-        _optional(number, "report interval (seconds)", self.report_every, 0, 60)
 
 
 def _finite(net: torch.nn.Module) -> bool:
     return all(bool(torch.isfinite(p).all()) for p in net.parameters())
-
-
-def _optional(check, what: str, value, *bounds, **options) -> None:
-    """``check`` the setting unless it is None (automatic or off)."""
-    if value is not None:
-        check(what, value, *bounds, **options)
 
 
 @dataclass
@@ -182,6 +166,21 @@ class Trainer:
         self._stop = True
 
     def run(self) -> Generator[TrainProgress, None, Segmenter]:
+        """Train until the steps, the time limit or :meth:`stop`; yield progress, return the
+        segmenter holding the weights kept (see :class:`TrainSettings`)."""
+        state = self._prepare()
+        with cudnn_benchmark(self.device):
+            while not state.done:
+                loss = self._step_or_shrink(state)
+                if loss is None:
+                    continue
+                event = self._record(state, loss)
+                if event is not None:
+                    yield event
+        return self._finish(state)
+
+    def _prepare(self) -> "_Round":
+        """The round's data on the device, its starting segmenter, optimiser and sampler."""
         s, device, patch = self.settings, self.device, self.patch_size
         generator = torch.Generator(device=device)
         if s.seed is None:
@@ -204,11 +203,6 @@ class Trainer:
         )
         segmenter = self._starting_point(max(data.counts), normalization)
         net = prepare(segmenter.net, device).train()
-        optimizer = torch.optim.AdamW(
-            net.parameters(), lr=s.learning_rate, weight_decay=s.weight_decay
-        )
-        scaler = torch.amp.GradScaler(enabled=needs_grad_scaler(device))
-        sampler = data.sampler(device, generator, s.augment)
         windows = data.validation_windows()
         if windows is not None:
             windows = (
@@ -216,98 +210,134 @@ class Trainer:
                 windows[1].to(device),
             )
         average = WeightAverage(net) if s.keep == "average" else None
-        scored = average.net if average else net
-        batch = s.batch_size or self._batch_size(net)
         report_every = s.report_every
         if report_every is None:
             report_every = 0.0 if device.type == "cpu" else GPU_REPORT_EVERY
-        best_state, best_score, mean_loss = None, -np.inf, None
-        loss_sum, since = torch.zeros((), device=device), 0
-        step, pixels, validated = 0, 0, 0
-        start = last_report = time.perf_counter()
-        done = self._done(step, start)
-        with cudnn_benchmark(device):
-            while not done:
-                try:
-                    images, targets, weights = sampler.sample(batch, patch, crop // 2)
-                    if s.augment:
-                        images = vary_gray_values(images, generator)
-                    loss = self._step(net, optimizer, scaler, images, targets, weights)
-                except Exception as error:
-                    if not is_out_of_memory(error):
-                        raise
-                    loss = None  # out of the handler, the traceback frees the step's memory
-                if loss is None:  # a fresh scaler too: the failed step may have half-unscaled it
-                    batch = self._smaller_batch(batch)
-                    scaler = torch.amp.GradScaler(enabled=needs_grad_scaler(device))
-                    continue
-                step += 1
-                pixels += batch * patch**2
-                loss_sum += loss
-                since += 1
-                if average:
-                    average.update(step)
-                done = self._done(step, start)
-                now = time.perf_counter()
-                if now - last_report < report_every and not done:
-                    continue
-                last_report = now
-                loss_value = float(loss_sum) / since
-                if not math.isfinite(loss_value) and not _finite(net):
-                    raise UNetError(
-                        "training diverged (the weights are no longer numbers): lower the "
-                        "learning rate and train again; the model you started from is unchanged"
-                    )
-                blend = LOSS_DECAY**since
-                mean_loss = loss_value if mean_loss is None else mean_loss
-                mean_loss = blend * mean_loss + (1 - blend) * loss_value
-                loss_sum.zero_()
-                since = 0
-                dice, improved = None, s.keep != "best"
-                if step - validated >= s.eval_every or done:
-                    validated = step
-                    dice = self._validate(scored, windows) if windows else None
-                    score = dice if dice is not None else -mean_loss
-                    if s.keep == "best" and score >= best_score:
-                        best_score, improved = score, True
-                        best_state = {
-                            k: v.detach().to("cpu", copy=True) for k, v in net.state_dict().items()
-                        }
-                elapsed = time.perf_counter() - start
-                yield TrainProgress(
-                    step,
-                    s.steps,
-                    loss_value,
-                    elapsed,
-                    s.time_limit,
-                    pixels / max(elapsed, 1e-9),
-                    dice,
-                    improved,
-                    mean_loss,
-                )
-        if average:
-            net.load_state_dict(average.net.state_dict())
-        elif best_state is not None:
-            net.load_state_dict(best_state)
-        final_dice = self._validate(net, windows) if windows and step else None
+        start = time.perf_counter()
+        return _Round(
+            segmenter=segmenter,
+            net=net,
+            optimizer=torch.optim.AdamW(
+                net.parameters(), lr=s.learning_rate, weight_decay=s.weight_decay
+            ),
+            scaler=torch.amp.GradScaler(enabled=needs_grad_scaler(device)),
+            generator=generator,
+            sampler=data.sampler(device, generator, s.augment),
+            counts=data.counts,
+            crop=crop,
+            windows=windows,
+            average=average,
+            batch=s.batch_size or self._batch_size(net),
+            report_every=report_every,
+            loss_sum=torch.zeros((), device=device),
+            start=start,
+            last_report=start,
+            done=self._done(0, start),
+        )
+
+    def _step_or_shrink(self, state: "_Round") -> torch.Tensor | None:
+        """One step on a fresh batch; None after running out of memory, with the batch halved
+        (outside the handler, so that the failed step's memory is free) and a fresh scaler
+        (the failed step may have half-unscaled the old one)."""
+        try:
+            images, targets, weights = state.sampler.sample(
+                state.batch, self.patch_size, state.crop // 2
+            )
+            if self.settings.augment:
+                images = vary_gray_values(images, state.generator)
+            return self._step(state, images, targets, weights)
+        except Exception as error:
+            if not is_out_of_memory(error):
+                raise
+        state.batch = self._smaller_batch(state.batch)
+        state.scaler = torch.amp.GradScaler(enabled=needs_grad_scaler(self.device))
+        return None
+
+    def _record(self, state: "_Round", loss: torch.Tensor) -> TrainProgress | None:
+        """Count a step; every ``report_every`` seconds (and at the end) read the loss back,
+        validate when due and return a progress event."""
+        s = self.settings
+        state.step += 1
+        state.pixels += state.batch * self.patch_size**2
+        state.loss_sum += loss
+        state.since += 1
+        if state.average:
+            state.average.update(state.step)
+        state.done = self._done(state.step, state.start)
+        now = time.perf_counter()
+        if now - state.last_report < state.report_every and not state.done:
+            return None
+        state.last_report = now
+        loss_value = float(state.loss_sum) / state.since
+        if not math.isfinite(loss_value) and not _finite(state.net):
+            raise UNetError(
+                "training diverged (the weights are no longer numbers): lower the "
+                "learning rate and train again; the model you started from is unchanged"
+            )
+        blend = LOSS_DECAY**state.since
+        mean_loss = loss_value if state.mean_loss is None else state.mean_loss
+        state.mean_loss = blend * mean_loss + (1 - blend) * loss_value
+        state.loss_sum.zero_()
+        state.since = 0
+        dice, improved = None, s.keep != "best"
+        if state.step - state.validated >= s.eval_every or state.done:
+            state.validated = state.step
+            dice, improved = self._score(state)
+        elapsed = time.perf_counter() - state.start
+        return TrainProgress(
+            state.step,
+            s.steps,
+            loss_value,
+            elapsed,
+            s.time_limit,
+            state.pixels / max(elapsed, 1e-9),
+            dice,
+            improved,
+            state.mean_loss,
+        )
+
+    def _score(self, state: "_Round") -> tuple[float | None, bool]:
+        """The held-back Dice of the weights to keep, and whether it is the best so far (with
+        ``keep="best"``, whose weights are then copied)."""
+        scored = state.average.net if state.average else state.net
+        dice = self._validate(scored, state.windows) if state.windows else None
+        score = dice if dice is not None else -state.mean_loss
+        if self.settings.keep != "best":
+            return dice, True
+        if score < state.best_score:
+            return dice, False
+        state.best_score = score
+        state.best_state = {
+            k: v.detach().to("cpu", copy=True) for k, v in state.net.state_dict().items()
+        }
+        return dice, True
+
+    def _finish(self, state: "_Round") -> Segmenter:
+        """The kept weights back on the CPU, and the round added to the segmenter's history."""
+        s, net = self.settings, state.net
+        if state.average:
+            net.load_state_dict(state.average.net.state_dict())
+        elif state.best_state is not None:
+            net.load_state_dict(state.best_state)
+        final_dice = self._validate(net, state.windows) if state.windows and state.step else None
         net = net.to("cpu", memory_format=torch.contiguous_format).eval()
-        segmenter.history.append(
+        state.segmenter.history.append(
             {
                 "finished": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-                "steps": step,
-                "seconds": round(time.perf_counter() - start, 2),
-                "loss": mean_loss,
+                "steps": state.step,
+                "seconds": round(time.perf_counter() - state.start, 2),
+                "loss": state.mean_loss,
                 "validation_dice": final_dice,
-                "annotated_pixels": {str(k): v for k, v in data.counts.items()},
+                "annotated_pixels": {str(k): v for k, v in state.counts.items()},
                 "device": self.device.type,
-                "batch_size": batch,
-                "patch_size": patch,
+                "batch_size": state.batch,
+                "patch_size": self.patch_size,
                 "keep": s.keep,
                 "settings": asdict(s),
                 "version": __version__,
             }
         )
-        return segmenter
+        return state.segmenter
 
     def _architecture(self) -> dict[str, int]:
         if self.segmenter is not None:
@@ -375,18 +405,23 @@ class Trainer:
         return max(1, min(GPU_MAX_BATCH, 2 ** int(math.log2(max(fits, 1)))))
 
     def _starting_point(self, max_id: int, normalization: Normalization) -> Segmenter:
+        """A copy of the model to fine-tune (grown by the classes the annotations add), or a
+        new segmenter for ids 1..``max_id``."""
+        names = self.class_names
+        if names is not None:
+            default = [f"class {i}" for i in range(len(names) + 1, max_id + 1)]
+            names = (list(names) + default)[:max_id]
         if self.segmenter is not None:
-            started = copy.deepcopy(self.segmenter)
+            if names is None:
+                names = list(self.segmenter.class_names) + [
+                    f"class {i}" for i in range(self.segmenter.n_classes + 1, max_id + 1)
+                ]
+            started = self.segmenter.with_classes(names)
             started.normalization = normalization
             return started
         config = UNetConfig(
             in_channels=self.stack.shape[-1], n_classes=max_id, **self.architecture
         )
-        names = self.class_names
-        if names is not None:
-            names = (list(names) + [f"class {i}" for i in range(len(names) + 1, max_id + 1)])[
-                :max_id
-            ]
         segmenter = Segmenter.new(config, names, seed=self.settings.seed)
         segmenter.normalization = normalization
         return segmenter
@@ -399,16 +434,16 @@ class Trainer:
             or (s.time_limit is not None and time.perf_counter() - start >= s.time_limit)
         )
 
-    def _step(self, net, optimizer, scaler, images, targets, weights) -> torch.Tensor:
+    def _step(self, state: "_Round", images, targets, weights) -> torch.Tensor:
         """One optimiser step; the loss stays on the device (reading it would wait for it)."""
         images = images.contiguous(memory_format=torch.channels_last)
-        optimizer.zero_grad(set_to_none=True)
+        state.optimizer.zero_grad(set_to_none=True)
         with autocast(self.device):
-            logits = net(images)
+            logits = state.net(images)
         loss = weighted_cross_entropy(logits, targets, weights)
-        scaler.scale(loss).backward()
-        scaler.step(optimizer)
-        scaler.update()
+        state.scaler.scale(loss).backward()
+        state.scaler.step(state.optimizer)
+        state.scaler.update()
         return loss.detach()
 
     def _smaller_batch(self, batch: int) -> int:
@@ -437,6 +472,35 @@ class Trainer:
         truth, guess = confusion.sum(1), confusion.sum(0)
         dice = 2 * confusion.diagonal() / (truth + guess).clamp(min=1)
         return float(dice[truth > 0].mean())
+
+
+@dataclass
+class _Round:
+    """What a training round carries from step to step."""
+
+    segmenter: Segmenter
+    net: torch.nn.Module
+    optimizer: torch.optim.Optimizer
+    scaler: torch.amp.GradScaler
+    generator: torch.Generator
+    sampler: object
+    counts: dict[int, int]
+    crop: int
+    windows: tuple[torch.Tensor, torch.Tensor] | None
+    average: "WeightAverage | None"
+    batch: int
+    report_every: float
+    loss_sum: torch.Tensor
+    start: float
+    last_report: float
+    done: bool
+    step: int = 0
+    pixels: int = 0
+    since: int = 0
+    validated: int = 0
+    mean_loss: float | None = None
+    best_score: float = -math.inf
+    best_state: dict | None = None
 
 
 class WeightAverage:

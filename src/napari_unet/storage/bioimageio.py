@@ -34,7 +34,6 @@ TORCHSCRIPT = "weights_torchscript.pt"
 SOURCE = "unet.py"
 BUILDER = "unet_from_architecture"
 TEST_SIDE = 64
-MAX_PACKAGE_BYTES = 2**31
 UNREADABLE_ZIP = (OSError, KeyError, zipfile.BadZipFile, RuntimeError, NotImplementedError)
 """What reading a member of a damaged, encrypted or oddly compressed zip raises."""
 
@@ -294,15 +293,9 @@ def _normalization_step(segmenter: Segmenter) -> dict:
 
 def _normalized(segmenter: Segmenter, test_input: np.ndarray) -> np.ndarray:
     """``test_input`` (1, C, Y, X) as the package's preprocessing normalises it."""
-    n = segmenter.normalization
-    if n.mode == "fixed" and n.low:
-        low = np.asarray(n.low, np.float32)[:, None, None]
-        return ((test_input - low) / n.spread().astype(np.float32)[:, None, None]).astype(
-            np.float32
-        )
-    low = np.percentile(test_input, n.low_percentile, axis=(2, 3), keepdims=True)
-    high = np.percentile(test_input, n.high_percentile, axis=(2, 3), keepdims=True)
-    return ((test_input - low) / (high - low + 1e-6)).astype(np.float32)
+    stack = test_input.transpose(0, 2, 3, 1)
+    normalization = segmenter.normalization.for_image(stack)
+    return normalization.apply(test_input.astype(np.float32), channel_axis=1)
 
 
 def _test_input(segmenter: Segmenter, image: np.ndarray | None) -> np.ndarray:
@@ -403,11 +396,7 @@ def _readme(segmenter: Segmenter, name: str | None) -> str:
         "## Training",
         "",
     ]
-    for i, entry in enumerate(rounds, start=1):
-        lines.append(
-            f"- round {i}: {entry.get('steps', '?')} steps in {entry.get('seconds', '?')} s on "
-            f"{entry.get('device', '?')}"
-        )
+    lines += [f"- {line}" for line in segmenter.rounds()]
     if not rounds:
         lines.append("- not trained")
     lines += [

@@ -7,12 +7,10 @@ written through a temporary file and renamed (see :mod:`.output_files`), so a cr
 leaves half a model, and an existing file is only replaced when asked to.
 """
 
-import contextlib
 import io
 import json
 import math
 import os
-import zipfile
 from dataclasses import fields
 from pathlib import Path
 
@@ -26,6 +24,7 @@ from ..engine.errors import ModelFileError, UNetError, os_error_message
 from ..engine.images import Normalization
 from ..engine.model import UNet, UNetConfig
 from ..engine.segmenter import Segmenter
+from ..models import resolve
 from .output_files import reserve
 
 FORMAT = "napari-unet"
@@ -115,7 +114,7 @@ def weights_bytes(config: UNetConfig) -> int:
 
 def read_config(path: str | Path) -> dict:
     """The JSON config of a model file, checked for format, version and consistency."""
-    path = _existing_file(path)
+    path = existing_file(path)
     try:
         with open(path, "rb") as file:
             config, _, _ = _read_header(file, path.name)
@@ -124,14 +123,9 @@ def read_config(path: str | Path) -> dict:
     return config
 
 
-def load_model(path: str | Path) -> Segmenter:
-    """Read a model file written by :func:`save_model`, or a bioimage.io package exported by
-    napari-unet (a ``.zip``, or its unpacked ``rdf.yaml``)."""
-    path = _existing_file(path)
-    if _is_package(path):
-        from .bioimageio import import_model
-
-        return import_model(path)
+def read_model_file(path: str | Path) -> Segmenter:
+    """Read a model file written by :func:`save_model` (or a built-in model, by name)."""
+    path = existing_file(path)
     name = path.name
     try:
         with open(path, "rb") as file:
@@ -168,23 +162,15 @@ def load_model_bytes(data: bytes, name: str = "the model") -> Segmenter:
     )
 
 
-def _is_package(path: Path) -> bool:
-    """A bioimage.io package by its name, or a zip file holding an rdf.yaml."""
-    if path.suffix.lower() in PACKAGE_SUFFIXES:
-        return True
-    with contextlib.suppress(OSError, zipfile.BadZipFile), zipfile.ZipFile(path) as archive:
-        return "rdf.yaml" in archive.namelist()
-    return False
-
-
 def _as_path(path) -> Path:
     if not isinstance(path, str | os.PathLike):
         raise UNetError(f"a file name is needed, not {type(path).__name__}")
     return Path(path)
 
 
-def _existing_file(path) -> Path:
-    path = _as_path(path)
+def existing_file(path) -> Path:
+    """``path`` (or the built-in model it names), checked to be a regular file."""
+    path = resolve(_as_path(path))
     if not path.exists():
         raise ModelFileError(f"{path} does not exist")
     if path.is_dir():

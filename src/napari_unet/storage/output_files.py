@@ -26,11 +26,9 @@ from ..engine.errors import UNetError, os_error_message
 
 TEMPORARY_SUFFIX = ".unet-tmp"
 STALE_AFTER_S = 15 * 60
-LEGACY_STALE_AFTER_S = 3600
 NAME_MAX = 255
 """The longest file name, in bytes, on the usual file systems."""
 _OURS = re.compile(r"^\..+\.(\d+)-[0-9a-f]+" + re.escape(TEMPORARY_SUFFIX) + "$")
-_LEGACY = re.compile(r"^(\..+\.)[a-z0-9_]{8}\.tmp$")
 
 
 class Reservation:
@@ -80,6 +78,34 @@ class Reservation:
         self.release()
 
 
+class FolderOutput:
+    """A folder output (a zarr store) written under a hidden name beside ``target`` and renamed
+    over it by :meth:`commit` once complete; :meth:`release` removes what was not committed."""
+
+    def __init__(self, target: Path):
+        self.target = Path(target)
+        self.folder = self.target.parent / (
+            f".{self.target.name}.{os.getpid()}-{secrets.token_hex(4)}"
+        )
+
+    def commit(self) -> Path:
+        """Put the folder in place of the target (the previous target is kept on failure)."""
+        previous = self.folder.with_name(f"{self.folder.name}-replaced")
+        if self.target.exists():
+            os.replace(self.target, previous)
+        try:
+            os.replace(self.folder, self.target)
+        except OSError:
+            if previous.exists():
+                os.replace(previous, self.target)
+            raise
+        shutil.rmtree(previous, ignore_errors=True)
+        return self.target
+
+    def release(self) -> None:
+        shutil.rmtree(self.folder, ignore_errors=True)
+
+
 def reserve(
     paths: Iterable[str | Path],
     *,
@@ -111,7 +137,7 @@ def reserve(
                 raise UNetError(f"{path} {reason}; not overwriting it")
     try:
         for path in reservation.paths:
-            sweep_stale(path.parent, [path.name])
+            sweep_stale(path.parent)
             reservation.temporaries.append(_create_temporary(path))
         for folder in {path.parent for path in reservation.paths}:
             _check_free_space(folder, needed_bytes)
@@ -121,12 +147,10 @@ def reserve(
     return reservation
 
 
-def sweep_stale(folder: Path, targets: Iterable[str] = (), now: float | None = None) -> list[Path]:
-    """Remove this package's temporaries in ``folder`` left by processes that are gone, and
-    those of earlier versions (``.{target}.{8 characters}.tmp``, by age alone) for ``targets``.
-    """
+def sweep_stale(folder: Path, now: float | None = None) -> list[Path]:
+    """Remove this package's temporaries in ``folder`` left by processes that are gone (older
+    than STALE_AFTER_S); nothing else, whatever its name."""
     now = time.time() if now is None else now
-    legacy = {f".{target}." for target in targets}
     removed = []
     try:
         entries = list(os.scandir(folder))
@@ -134,20 +158,12 @@ def sweep_stale(folder: Path, targets: Iterable[str] = (), now: float | None = N
         return removed
     for entry in entries:
         match = _OURS.match(entry.name)
-        old = _LEGACY.match(entry.name)
-        if match and int(match.group(1)) != os.getpid():
-            pid = int(match.group(1))
-        elif old and old.group(1) in legacy:
-            pid = None
-        else:
+        if not match or int(match.group(1)) == os.getpid():
             continue
+        pid = int(match.group(1))
         with contextlib.suppress(OSError):
             age = now - entry.stat(follow_symlinks=False).st_mtime
-            if (
-                pid is None
-                and age > LEGACY_STALE_AFTER_S
-                or (pid is not None and age > STALE_AFTER_S and not _alive(pid, age))
-            ):
+            if age > STALE_AFTER_S and not _alive(pid, age):
                 os.unlink(entry.path)
                 removed.append(Path(entry.path))
     return removed

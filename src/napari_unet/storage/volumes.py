@@ -14,15 +14,13 @@ import json
 import logging
 import math
 import os
-import secrets
-import shutil
 from collections.abc import Generator
 from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
 
-from ..engine.checks import whole_number
+from ..engine.checks import Bound, whole_number
 from ..engine.device import resolve_device
 from ..engine.errors import UNetError
 from ..engine.images import (
@@ -35,9 +33,13 @@ from ..engine.images import (
 from ..engine.predict import MAX_BATCH_PIXELS, Predictor
 from ..engine.segmenter import Segmenter
 from ..engine.tiling import context
-from .model_files import load_model, load_model_bytes, model_bytes
+from .loading import load_model
+from .model_files import load_model_bytes, model_bytes
+from .output_files import FolderOutput
 
 DEFAULT_CHUNK = 1024
+CHUNK = Bound("chunk size", int, 32, 16384)
+WORKERS = Bound("number of workers", int, 1, 1024)
 SMALLEST_LEVEL = 256
 _MODELS: dict[str, Segmenter] = {}
 
@@ -171,14 +173,16 @@ class VolumePredictor:
         stack = as_stack(array, channel_axis)
         check_channels(stack, segmenter.in_channels)
         multiple = segmenter.config.multiple
-        self.chunk = whole_number("chunk size", chunk, 2 * multiple) // multiple * multiple
+        chunk = whole_number("chunk size", CHUNK.check(chunk), 2 * multiple)
+        self.chunk = chunk // multiple * multiple
         measured = segmenter.normalization.for_image(stack)
         normalization = replace(measured, mode="fixed")
         self.shape = tuple(stack.shape[:3])
         self.flat = len(array.shape) - (channel_axis is not None) == 2
         self.target = target
         self.class_names = segmenter.class_names
-        self.folder = target.parent / f".{target.name}.{os.getpid()}-{secrets.token_hex(4)}"
+        self.output = FolderOutput(target)
+        self.folder = self.output.folder
         self.job = Job(
             str(Path(source).resolve()),
             array_path,
@@ -209,18 +213,9 @@ class VolumePredictor:
                     future.result()
                     yield done, len(chunks)
             self._write_levels()
-            previous = self.folder.with_name(f"{self.folder.name}-replaced")
-            if self.target.exists():
-                os.replace(self.target, previous)
-            try:
-                os.replace(self.folder, self.target)
-            except OSError:
-                if previous.exists():
-                    os.replace(previous, self.target)
-                raise
-            shutil.rmtree(previous, ignore_errors=True)
+            self.output.commit()
         finally:
-            shutil.rmtree(self.folder, ignore_errors=True)
+            self.output.release()
         return self.target
 
     def _create_output(self) -> None:
@@ -328,7 +323,7 @@ def cluster_client(workers: int | None = None, scheduler: str | None = None):
             return Client(scheduler, timeout="20s")
         except OSError as error:
             raise UNetError(f"cannot reach the dask scheduler at {scheduler}: {error}") from None
-    workers = whole_number("number of workers", workers)
+    workers = WORKERS.check(workers)
     cluster = LocalCluster(
         n_workers=workers,
         threads_per_worker=1,

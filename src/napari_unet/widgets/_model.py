@@ -21,9 +21,11 @@ from qtpy.QtWidgets import (
 from ..engine.device import describe, resolve_device
 from ..engine.errors import UNetError
 from ..engine.segmenter import Segmenter
+from ..models import BUILTIN, builtin_path
 from ..storage import autosave
 from ..storage.bioimageio import export_model
-from ..storage.model_files import SUFFIX, load_model, save_model
+from ..storage.loading import load_model
+from ..storage.model_files import SUFFIX, save_model
 from . import _jobs
 from ._session import LOADED, Session, confirm_replace
 
@@ -44,13 +46,7 @@ def available_devices() -> list[tuple[str, str]]:
 
 def summarize(model: Segmenter) -> str:
     """Three short lines: architecture, classes, training rounds."""
-    c = model.config
-    channels = "channel" if c.in_channels == 1 else "channels"
-    return (
-        f"U-Net depth {c.depth}, width {c.width}, {c.in_channels} {channels}\n"
-        f"Classes: {', '.join(model.class_names)}\n"
-        f"Trained {len(model.history)} round(s)"
-    )
+    return "\n".join(model.summary())
 
 
 def wrappable(path: Path) -> str:
@@ -74,11 +70,11 @@ class ModelSection(QGroupBox):
         )
         self.recent.setMinimumContentsLength(12)
         self.recent.setToolTip(
-            f"Every training round's model is kept (the newest {autosave.KEEP}) in "
-            f"{autosave.folder()}"
+            "The built-in starting models, then every training round's model (the newest "
+            f"{autosave.KEEP}), kept in {autosave.folder()}"
         )
         self.open_button = QPushButton("Open")
-        self.open_button.setToolTip("Make the chosen recent model the current one")
+        self.open_button.setToolTip("Make the chosen model the current one")
         self.open_button.clicked.connect(self.open_recent)
         self.device = QComboBox()
         for name, text in available_devices():
@@ -118,13 +114,26 @@ class ModelSection(QGroupBox):
         self._sync()
 
     def list_recent(self, how=None) -> None:
-        """List the kept models, newest first."""
+        """List the built-in starting models, then the kept models, newest first."""
         self.recent.clear()
+        for name, what in BUILTIN.items():
+            self.recent.addItem(f"{name} · built-in", builtin_path(name))
+            self.recent.setItemData(
+                self.recent.count() - 1,
+                f"Built-in starting model: {what}. Predicts before any annotation; "
+                "Start fine-tunes it.",
+                Qt.ItemDataRole.ToolTipRole,
+            )
+        if BUILTIN:
+            self.recent.insertSeparator(self.recent.count())
+        newest = self.first_kept = self.recent.count()
         for kept in autosave.kept():
             self.recent.addItem(kept.label, kept.path)
             self.recent.setItemData(
                 self.recent.count() - 1, str(kept.path), Qt.ItemDataRole.ToolTipRole
             )
+        if self.recent.count() > newest:
+            self.recent.setCurrentIndex(newest)  # the newest round, as before built-ins
         self._sync()
 
     def open_recent(self) -> None:

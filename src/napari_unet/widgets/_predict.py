@@ -184,6 +184,7 @@ class PredictSection(QGroupBox):
                 objects=self.objects() if instances else None,
                 device=self.session.device,
             )
+            result = predictor.allocate()
         except UNetError as error:
             show_error(f"Cannot predict: {error}")
             return
@@ -200,7 +201,7 @@ class PredictSection(QGroupBox):
             finished=self._finished,
         )
         self._started = False
-        self.outputs = self._output_layers(image, predictor.outputs(), index is None)
+        self.outputs = self._output_layers(image, result, index is None)
         self._sync()
 
     def _output_layers(self, image, result: Prediction, live: bool) -> dict[str, list]:

@@ -1,0 +1,313 @@
+"""The commands: each reads its inputs, runs the engine and writes its outputs as one set."""
+
+import contextlib
+import importlib.util
+import math
+import os
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from ..engine.errors import UNetError
+from ..engine.objects import ObjectSettings
+from ..engine.progress import drain
+
+TIFF_MAGIC = (b"II*\0", b"MM\0*", b"II+\0", b"MM\0+")
+QT_BINDINGS = ("PyQt6", "PySide6", "PyQt5", "PySide2")
+INSTALL_QT = 'install a Qt binding: pip install "napari[all]" (or pip install PyQt6)'
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised where the program is, so that temporaries are cleaned up."""
+
+
+def train(args) -> int:
+    from ..engine.annotations import MAX_CLASSES, check_annotations
+    from ..engine.device import describe
+    from ..engine.model import UNetConfig
+    from ..engine.train import Trainer, TrainSettings
+    from ..storage.loading import load_model
+    from ..storage.model_files import check_model_name, model_bytes, not_a_model, weights_bytes
+    from ..storage.output_files import reserve
+    from ..storage.tiff import read_tiff
+
+    check_model_name(args.output)
+    image, channel_axis = _read_image(args.image, args.channel_axis)
+    annotations = read_tiff(args.annotations)
+    if args.objects:
+        from ..engine.annotations import objects_to_classes
+
+        annotations = objects_to_classes(annotations)
+    start = load_model(args.start) if args.start else None
+    steps = args.steps
+    if steps is None and args.time_limit is None:
+        steps = TrainSettings().steps
+    settings = TrainSettings(
+        steps=steps,
+        time_limit=args.time_limit,
+        batch_size=args.batch_size,
+        patch_size=args.patch_size,
+        depth=args.depth,
+        width=args.width,
+        w0=args.w0,
+        sigma=args.sigma,
+        device=args.device,
+        seed=args.seed,
+    )
+    trainer = Trainer(
+        image, annotations, channel_axis=channel_axis, settings=settings, segmenter=start
+    )
+    check_annotations(annotations, start.n_classes if start else None)
+    config = UNetConfig(
+        in_channels=trainer.stack.shape[-1], n_classes=MAX_CLASSES, **trainer.architecture
+    )
+    inputs = _inputs(image=args.image, annotations=args.annotations)
+    if args.start:
+        inputs[args.start] = "the --from model"
+    with reserve(
+        [args.output],
+        overwrite=args.overwrite,
+        inputs=inputs,
+        replaceable=not_a_model,
+        needed_bytes=weights_bytes(config) + 2**20,
+    ) as output:
+        print(f"training on {describe(trainer.device)}", flush=True)
+        segmenter = _follow_training(trainer.run())
+        data = model_bytes(segmenter)
+        output.commit([lambda file: file.write(data)])
+    print(f"wrote {args.output}")
+    return 0
+
+
+def _follow_training(run):
+    """Print progress every 2 s; return the trained segmenter."""
+    shown = 0.0
+
+    def show(event) -> None:
+        nonlocal shown
+        if event.elapsed - shown >= 2 or event.fraction >= 1:
+            shown = event.elapsed
+            dice = (
+                "" if event.validation_dice is None else f"  val dice {event.validation_dice:.3f}"
+            )
+            total = f"/{event.steps}" if event.steps else ""
+            print(
+                f"step {event.step}{total}  loss {event.loss:.4f}{dice}  "
+                f"{event.elapsed:.1f} s  {event.pixels_per_second / 1e6:.2f} Mpx/s",
+                flush=True,
+            )
+
+    return drain(run, show)
+
+
+def predict(args) -> int:
+    from ..storage.loading import load_model
+
+    if args.image.is_dir():
+        return _predict_volume(args)
+    if args.workers or args.scheduler:
+        raise UNetError("--workers and --scheduler are for zarr / OME-Zarr inputs")
+    segmenter = load_model(args.model)
+    with _open_image(args.image, args.channel_axis) as (image, channel_axis):
+        return _predict_image(args, segmenter, image, channel_axis)
+
+
+def _predict_image(args, segmenter, image, channel_axis: int | None) -> int:
+    from ..engine.predict import Predictor
+    from ..storage.output_files import reserve
+
+    predictor = Predictor(
+        segmenter,
+        image,
+        channel_axis=channel_axis,
+        probabilities=args.probabilities is not None,
+        instances_of=args.instances_class if args.instances else None,
+        objects=ObjectSettings(split=args.split, min_size=args.min_size),
+        tile_size=args.tile_size,
+        batch_size=args.batch_size,
+        device=args.device,
+    )
+    pixels = math.prod(predictor.stack.shape[:3])
+    outputs = [(args.output, pixels)]
+    if args.probabilities:
+        outputs.append((args.probabilities, pixels * 4 * segmenter.n_classes))
+    if args.instances:
+        outputs.append((args.instances, pixels * 4))
+    with reserve(
+        [path for path, _ in outputs],
+        overwrite=args.overwrite,
+        inputs=_inputs(model=args.model, image=args.image),
+        replaceable=_not_a_tiff,
+        needed_bytes=sum(size for _, size in outputs),
+    ) as reservation:
+        started = time.perf_counter()
+        result = drain(
+            predictor.run(),
+            lambda event: print(
+                f"slice {event.done}/{event.total}  {event.elapsed:.1f} s", flush=True
+            ),
+        )
+        arrays = [result.labels, result.probabilities, result.instances]
+        reservation.commit(_tiff_writer(a) for a in arrays if a is not None)
+    for path, _ in outputs:
+        print(f"wrote {path}")
+    print(f"done in {time.perf_counter() - started:.1f} s")
+    return 0
+
+
+def _predict_volume(args) -> int:
+    """A zarr / OME-Zarr input, predicted chunk by chunk into OME-Zarr labels."""
+    from ..storage.volumes import VolumePredictor, cluster_client
+
+    if args.probabilities or args.instances:
+        raise UNetError(
+            "zarr inputs give class labels only; --probabilities and --instances need a TIFF"
+        )
+    if args.tile_size or args.batch_size:
+        raise UNetError(
+            "zarr inputs are predicted in chunks: use --chunk, not --tile-size or --batch-size"
+        )
+    predictor = VolumePredictor(
+        args.model,
+        args.image,
+        args.output,
+        chunk=args.chunk,
+        device=args.device,
+        overwrite=args.overwrite,
+        channel_axis=args.channel_axis,
+    )
+    started, client, written = time.perf_counter(), None, False
+    try:
+        if args.workers or args.scheduler:
+            client = cluster_client(args.workers, args.scheduler)
+        for done, total in predictor.run(client):
+            if done == total or done % max(1, total // 20) == 0:
+                print(f"chunk {done}/{total}  {time.perf_counter() - started:.1f} s", flush=True)
+        written = True
+    finally:
+        _close_quietly(client, interrupted_ok=written)
+    print(f"wrote {args.output}")
+    return 0
+
+
+def _close_quietly(client, interrupted_ok: bool) -> None:
+    """Shut the dask client (and its local cluster) down; an interrupt while doing so once
+    the output is written does not undo the success."""
+    if client is None:
+        return
+    try:
+        with contextlib.suppress(Exception):
+            client.close()
+        if client.cluster is not None:
+            with contextlib.suppress(Exception):
+                client.cluster.close()
+    except KeyboardInterrupt:
+        if not interrupted_ok:
+            raise
+
+
+def export(args) -> int:
+    from ..storage.bioimageio import export_model
+    from ..storage.loading import load_model
+
+    segmenter = load_model(args.model)
+    test_image = None
+    if args.test_image:
+        with _open_image(args.test_image, None) as (image, channel_axis):
+            if image.ndim == 3 and channel_axis is None:
+                image = image[0]
+            test_image = np.asarray(image[:256, :256])  # only the pages it needs
+    path = export_model(
+        segmenter,
+        args.output,
+        name=args.name,
+        description=args.description,
+        authors=args.author,
+        license=args.license,
+        test_image=test_image,
+        overwrite=args.overwrite,
+        inputs=_inputs(model=args.model, test_image=args.test_image),
+    )
+    print(f"wrote {path}")
+    return 0
+
+
+def _inputs(**files: Path | None) -> dict[Path, str]:
+    """The files a run reads, by what they are ("the test image"), for ``files.reserve``."""
+    return {path: f"the {name.replace('_', ' ')}" for name, path in files.items() if path}
+
+
+def info(args) -> int:
+    from ..models import card, resolve
+    from ..storage.loading import load_model
+
+    segmenter = load_model(args.model)
+    path = resolve(args.model)
+    if path != Path(args.model):  # a built-in model: its card first
+        print(card(str(args.model)).rstrip() + "\n")
+    print("\n".join(segmenter.summary() + segmenter.rounds()))
+    return 0
+
+
+def models(args) -> int:
+    from ..models import BUILTIN
+
+    for name, what in BUILTIN.items():
+        print(f"{name}: {what}")
+    print("Name one wherever a model file is accepted; `info NAME` prints its card.")
+    return 0
+
+
+def demo(args) -> int:
+    if sys.platform.startswith("linux") and not any(
+        os.environ.get(v) for v in ("DISPLAY", "WAYLAND_DISPLAY", "QT_QPA_PLATFORM")
+    ):
+        raise UNetError("no display to open napari on (DISPLAY is not set)")
+    if not any(importlib.util.find_spec(binding) for binding in QT_BINDINGS):
+        raise UNetError(f"napari cannot open a window without a Qt binding; {INSTALL_QT}")
+    from ..widgets._demo import open_demo
+
+    open_demo()
+    return 0
+
+
+def _read_image(path: Path, channel_axis: int | None) -> tuple[np.ndarray, int | None]:
+    """A TIFF image read whole (training needs it in memory), and its channel axis."""
+    from ..engine.images import guess_channel_axis
+    from ..storage.tiff import read_tiff
+
+    image = read_tiff(path)
+    if channel_axis is None:
+        channel_axis = guess_channel_axis(image.shape)
+    return image, channel_axis
+
+
+@contextlib.contextmanager
+def _open_image(path: Path, channel_axis: int | None):
+    """A TIFF image to predict, read slice by slice where the file allows (memory-mapped or a
+    page at a time, see tiff_input), and its channel axis; the file is open read-only until
+    the ``with`` block ends."""
+    from ..engine.images import guess_channel_axis
+    from ..storage.tiff import open_tiff
+
+    with open_tiff(path) as image:
+        if channel_axis is None:
+            channel_axis = guess_channel_axis(image.shape)
+        yield image, channel_axis
+
+
+def _tiff_writer(data: np.ndarray):
+    import tifffile
+
+    def write(file) -> None:
+        tifffile.imwrite(file, np.asarray(data), compression="zlib")
+
+    return write
+
+
+def _not_a_tiff(path: Path) -> str | None:
+    """Why ``path`` must not be replaced by a TIFF output (None for a TIFF image)."""
+    with open(path, "rb") as file:
+        return None if file.read(4) in TIFF_MAGIC else "exists and is not a TIFF image"

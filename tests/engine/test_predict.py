@@ -1,0 +1,364 @@
+import contextlib
+import dataclasses
+import gc
+import threading
+
+import numpy as np
+import pytest
+import torch
+
+from napari_unet.engine import predict as predict_module
+from napari_unet.engine.errors import UNetError
+from napari_unet.engine.images import Normalization
+from napari_unet.engine.model import UNetConfig
+from napari_unet.engine.predict import READER_THREAD, Predictor, PredictProgress, predict
+from napari_unet.engine.segmenter import Segmenter
+
+from helpers import run_to_end
+
+
+def test_tiled_prediction_equals_whole_prediction(trained, image):
+    # exact on the CPU; cuDNN picks other kernels for other tile shapes (the GPU test)
+    whole = predict(trained, image, probabilities=True, tile_size=512, device="cpu")
+    tiled = predict(trained, image, probabilities=True, tile_size=96, batch_size=3, device="cpu")
+    assert np.abs(whole.probabilities - tiled.probabilities).max() < 1e-3
+    assert np.array_equal(whole.labels, tiled.labels)
+
+
+def test_outputs_have_the_input_shape_and_annotation_ids(trained, image):
+    result = predict(trained, image, probabilities=True, instances_of=2)
+    assert result.complete
+    assert result.labels.shape == image.shape and result.labels.dtype == np.uint8
+    assert set(np.unique(result.labels)) <= {1, 2}
+    assert result.probabilities.shape == (2, *image.shape)
+    assert result.probabilities.dtype == np.float32
+    assert np.allclose(result.probabilities.sum(0), 1, atol=1e-3)
+    assert result.instances.dtype == np.uint32
+    assert result.instances.max() > 50  # the image holds 125 nuclei
+    nuclei = result.labels == 2
+    assert not (result.instances[~nuclei]).any()
+    assert (result.instances[nuclei] > 0).mean() > 0.999
+
+
+def test_stacks_are_predicted_slice_by_slice_with_progress(trained, image):
+    stack = np.stack([image, image[::-1], image[:, ::-1]])  # flips: same percentiles
+    # one slice per batch, as ``single`` below, so that both run the same kernels on any device
+    predictor = Predictor(
+        trained, stack, probabilities=True, probability_dtype="float16", batch_size=1
+    )
+    outputs = predictor.allocate()
+    assert outputs.labels.shape == stack.shape
+    assert outputs.probabilities.shape == (2, *stack.shape)
+    assert outputs.probabilities.dtype == np.float16
+    events, result = run_to_end(predictor.run())
+    assert [e.done for e in events] == [1, 2, 3]
+    assert all(isinstance(e, PredictProgress) for e in events)
+    assert result.labels is outputs.labels  # filled in place, as layers show it
+    single = predict(trained, stack[1]).labels
+    assert (result.labels[1] == single).mean() > 0.9999
+
+
+def test_instances_are_unique_across_slices(trained, image):
+    stack = np.stack([image, image])
+    instances = predict(trained, stack, instances_of=2, labels=False).instances
+    first, second = set(np.unique(instances[0])) - {0}, set(np.unique(instances[1])) - {0}
+    assert first and second and not first & second
+
+
+def test_lazy_dask_and_zarr_inputs_predict_like_numpy(trained, image, tmp_path):
+    da = pytest.importorskip("dask.array")
+    zarr = pytest.importorskip("zarr")
+    stack = np.stack([image, image[::-1]])
+    expected = predict(trained, stack).labels
+    lazy = da.from_array(stack, chunks=(1, 512, 512))
+    assert np.array_equal(predict(trained, lazy).labels, expected)
+    stored = zarr.open_array(
+        tmp_path / "in.zarr", mode="w", shape=stack.shape, chunks=(1, 512, 512), dtype=stack.dtype
+    )
+    stored[:] = stack
+    assert np.array_equal(predict(trained, stored).labels, expected)
+
+
+def test_results_can_be_written_to_a_zarr_store(trained, image, tmp_path):
+    zarr = pytest.importorskip("zarr")
+    stack = np.stack([image, image[::-1]])
+    result = predict(trained, stack, probabilities=True, store=tmp_path / "out.zarr")
+    reopened = zarr.open_array(tmp_path / "out.zarr" / "labels", mode="r")
+    assert reopened.shape == stack.shape
+    assert np.array_equal(reopened[:], predict(trained, stack).labels)
+    assert zarr.open_array(tmp_path / "out.zarr" / "probabilities", mode="r").shape == (
+        2,
+        2,
+        512,
+        512,
+    )
+    assert result.complete
+
+
+def test_stop_cancels_and_reports_incomplete(trained, image):
+    stack = np.stack([image] * 4)
+    predictor = Predictor(trained, stack, batch_size=1)
+    run = predictor.run()
+    next(run)
+    predictor.stop()
+    events, result = run_to_end(run)
+    assert not result.complete
+    assert len(events) < 3
+    assert (result.labels[-1] == 0).all()  # never predicted
+
+
+def test_rgb_and_odd_sized_images(trained):
+    rng = np.random.default_rng(0)
+    odd = rng.random((37, 53)).astype(np.float32)
+    assert predict(trained, odd).labels.shape == (37, 53)
+    rgb = rng.integers(0, 255, (40, 60, 3), dtype=np.uint8)
+    with pytest.raises(UNetError, match="expects 1 channel.*has 3"):
+        Predictor(trained, rgb, channel_axis=-1)
+
+
+def test_out_of_memory_retries_in_smaller_batches(trained, image, monkeypatch):
+    predictor = Predictor(trained, np.stack([image] * 2), tile_size=128, batch_size=8)
+    real_forward = type(trained.net).forward
+    sizes = []
+
+    def forward(net, x):
+        sizes.append(len(x))
+        if len(x) > 2:
+            raise torch.OutOfMemoryError("CUDA out of memory")
+        return real_forward(net, x)
+
+    monkeypatch.setattr(type(trained.net), "forward", forward)
+    _, result = run_to_end(predictor.run())
+    assert result.complete
+    assert sizes[:3] == [8, 4, 2] and max(sizes[2:]) <= 2
+    assert predictor.batch_size <= 2
+
+
+def test_invalid_prediction_options_are_refused(trained, image):
+    with pytest.raises(UNetError, match="class id"):
+        Predictor(trained, image, instances_of=5)
+    with pytest.raises(UNetError, match="tile size"):
+        Predictor(trained, image, tile_size=50)
+
+
+def test_nan_in_a_slice_to_predict(trained, image):
+    corrupt = np.stack([image, image]).astype(np.float32)
+    corrupt[1, 5, 5] = np.nan
+    predictor = Predictor(trained, corrupt)
+    with pytest.raises(UNetError, match="slice 1.*NaN"):
+        run_to_end(predictor.run())
+
+
+def small_model(depth: int = 2, classes: int = 3) -> Segmenter:
+    """An untrained U-Net: enough to check what prediction does with its outputs."""
+    return Segmenter.new(UNetConfig(width=4, depth=depth, n_classes=classes))
+
+
+def fixed_model() -> Segmenter:
+    """``small_model`` with fixed normalisation: no slice is read before predicting."""
+    fixed = Normalization(mode="fixed", low=[0.0], high=[1000.0])
+    return dataclasses.replace(small_model(), normalization=fixed)
+
+
+def smooth_stack(slices: int, height: int, width: int, seed: int = 0) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    noise = rng.random((slices, height // 8 + 2, width // 8 + 2))
+    stack = noise.repeat(8, axis=1).repeat(8, axis=2)[:, :height, :width]
+    return (1000 * stack + rng.random(stack.shape)).astype(np.float32)
+
+
+def reader_threads() -> list[threading.Thread]:
+    return [t for t in threading.enumerate() if t.name == READER_THREAD]
+
+
+def test_tiles_are_exact_without_reduced_precision(monkeypatch):
+    """With the network in float32, tiles give the whole image's numbers to rounding."""
+    monkeypatch.setattr(predict_module, "autocast", lambda device: contextlib.nullcontext())
+    segmenter, stack = small_model(depth=3), smooth_stack(2, 203, 317)
+    # on the CPU: cuDNN computes float32 convolutions in TF32, with kernels that vary by shape
+    whole = predict(segmenter, stack, probabilities=True, tile_size=320, device="cpu")
+    tiled = predict(
+        segmenter, stack, probabilities=True, tile_size=160, batch_size=5, device="cpu"
+    )
+    assert np.abs(whole.probabilities - tiled.probabilities).max() < 1e-5
+
+
+def test_labels_are_the_argmax_of_the_probabilities():
+    result = predict(small_model(), smooth_stack(3, 64, 96), probabilities=True)
+    ordered = np.sort(result.probabilities, axis=0)
+    clear = ordered[-1] > ordered[-2]  # no tie between the two best classes
+    assert clear.mean() > 0.99
+    labels = result.probabilities.argmax(0) + 1
+    assert np.array_equal(result.labels[clear], labels[clear])
+
+
+def test_float16_probabilities_are_close_to_float32():
+    segmenter, stack = small_model(), smooth_stack(2, 64, 64)
+    single = predict(segmenter, stack, probabilities=True).probabilities
+    half = predict(segmenter, stack, probabilities=True, probability_dtype="float16")
+    assert half.probabilities.dtype == np.float16
+    assert np.abs(half.probabilities.astype(np.float32) - single).max() < 1e-3
+
+
+@pytest.mark.parametrize("dtype", [np.uint16, np.uint8, np.int16, np.int32, np.float64, bool])
+def test_every_numeric_type_predicts_like_its_values_in_float32(dtype):
+    """Small integers travel raw and are normalised on the device, exactly as float32 would
+    be; wider types are normalised in float64 on the host (1 ulp apart at most)."""
+    segmenter = small_model()
+    high = {np.uint16: 60000, np.uint8: 250, np.int16: 30000, np.int32: 10**6}.get(dtype, 1)
+    stack = smooth_stack(2, 48, 64) / 1001 * high
+    stack = (stack > 0.5 if dtype is bool else stack).astype(dtype)
+    expected = predict(segmenter, stack.astype(np.float32), probabilities=True)
+    result = predict(segmenter, stack, probabilities=True)
+    if np.dtype(dtype).itemsize <= 2:
+        assert np.array_equal(result.probabilities, expected.probabilities)
+    else:
+        np.testing.assert_allclose(result.probabilities, expected.probabilities, atol=1e-5)
+        assert np.array_equal(result.labels, expected.labels)
+
+
+def test_the_input_image_is_never_changed():
+    stack = smooth_stack(2, 40, 40)
+    before = stack.copy()
+    predict(small_model(), stack, probabilities=True)
+    assert np.array_equal(stack, before)
+
+
+def test_the_reader_thread_ends_when_stopped_closed_abandoned_or_failing():
+    segmenter, stack = fixed_model(), smooth_stack(12, 32, 32)
+    one = {"batch_size": 1}  # slice by slice on any device (a GPU would batch all 12)
+    predictor = Predictor(segmenter, stack, **one)
+    run = predictor.run()
+    next(run)
+    assert reader_threads()
+    predictor.stop()
+    events, result = run_to_end(run)
+    assert not reader_threads()
+    assert not result.complete and len(events) < 3
+
+    run = Predictor(segmenter, stack, **one).run()
+    next(run)
+    run.close()
+    assert not reader_threads()
+
+    run = Predictor(segmenter, stack, **one).run()
+    next(run)
+    del run
+    gc.collect()
+    assert not reader_threads()
+
+    stack[5, 3, 4] = np.nan
+    run = Predictor(segmenter, stack, **one).run()
+    with pytest.raises(UNetError, match="slice 5 .*NaN"):
+        run_to_end(run)
+    assert not reader_threads()
+
+
+def test_slices_done_before_a_failing_slice_are_kept():
+    stack = smooth_stack(6, 32, 32)
+    stack[4] = np.inf
+    predictor = Predictor(fixed_model(), stack)
+    with pytest.raises(UNetError, match="slice 4"):
+        run_to_end(predictor.run())
+    assert (predictor.result.labels[:4] > 0).all()
+    assert not predictor.result.complete
+
+
+def test_dask_input_is_read_one_slice_at_a_time():
+    da = pytest.importorskip("dask.array")
+    reads = []
+
+    def load(block, block_info=None):
+        reads.append(block_info[None]["chunk-location"][0])
+        return block
+
+    stack = smooth_stack(16, 32, 32)
+    lazy = da.from_array(stack, chunks=(1, 32, 32)).map_blocks(load, dtype=stack.dtype)
+    segmenter = fixed_model()
+    run = Predictor(segmenter, lazy, batch_size=1).run()
+    next(run)
+    assert len(reads) <= 6  # 2 predicted, 3 queued, 1 waiting for room: never the stack
+    run.close()
+    result = predict(segmenter, lazy)
+    assert np.array_equal(result.labels, predict(segmenter, stack).labels)
+
+
+def test_a_zarr_store_never_replaces_existing_data(tmp_path):
+    pytest.importorskip("zarr")
+    segmenter, stack = small_model(), smooth_stack(2, 32, 32)
+    folder = tmp_path / "out.zarr"
+    folder.mkdir()
+    (folder / "notes.txt").write_text("mine")
+    file = tmp_path / "image.tif"
+    file.write_bytes(b"precious")
+    for existing in (folder, file):
+        with pytest.raises(UNetError, match="already exists"):
+            Predictor(segmenter, stack, store=existing)
+    assert (folder / "notes.txt").read_text() == "mine" and len(list(folder.iterdir())) == 1
+    assert file.read_bytes() == b"precious"
+    predict(segmenter, stack, store=tmp_path / "new.zarr")
+    with pytest.raises(UNetError, match="already exists"):
+        Predictor(segmenter, stack, store=tmp_path / "new.zarr")
+
+
+def test_an_unwritable_store_is_refused_before_predicting(tmp_path):
+    pytest.importorskip("zarr")
+    not_a_folder = tmp_path / "notes.txt"
+    not_a_folder.write_text("mine")
+    with pytest.raises(UNetError, match="cannot write"):
+        Predictor(small_model(), smooth_stack(1, 32, 32), store=not_a_folder / "out.zarr")
+    assert not_a_folder.read_text() == "mine"
+
+
+@pytest.mark.parametrize(
+    ("option", "value", "message"),
+    [
+        ("tile_size", 0, "tile size"),
+        ("tile_size", -64, "tile size"),
+        ("tile_size", float("nan"), "tile size must be a whole number"),
+        ("tile_size", 128.0, "tile size must be a whole number"),
+        ("tile_size", "256", "tile size must be a whole number"),
+        ("tile_size", True, "tile size must be a whole number"),
+        ("tile_size", 102, "multiple of 4"),
+        ("batch_size", 0, "batch size must be a whole number from 1 to 1024"),
+        ("batch_size", -2, "batch size must be a whole number from 1 to 1024"),
+        ("batch_size", 2.5, "batch size must be a whole number"),
+        ("probability_dtype", "int8", "float32 or float16"),
+        ("probability_dtype", "float64", "float32 or float16"),
+        ("probability_dtype", "half-ish", "float32 or float16"),
+        ("probability_dtype", None, "float32 or float16"),
+        ("instances_of", 1, "class id of the instances must be a whole number from 2 to 3"),
+        ("instances_of", 4, "class id of the instances must be a whole number from 2 to 3"),
+        ("instances_of", "2", "class id of the instances must be a whole number from 2 to 3"),
+        ("instances_of", 2.0, "class id of the instances must be a whole number from 2 to 3"),
+        ("device", "gpu", "unknown device"),
+    ],
+)
+def test_bad_settings_are_refused_with_a_clear_error(option, value, message):
+    with pytest.raises(UNetError, match=message):
+        Predictor(small_model(), smooth_stack(1, 32, 32), **{option: value})
+
+
+def test_asking_for_no_output_or_passing_the_wrong_objects_is_refused():
+    image = smooth_stack(1, 32, 32)
+    with pytest.raises(UNetError, match="at least one output"):
+        Predictor(small_model(), image, labels=False)
+    with pytest.raises(UNetError, match="needs a model"):
+        Predictor("model.safetensors", image)
+    with pytest.raises(UNetError, match="objects must be ObjectSettings"):
+        Predictor(small_model(), image, instances_of=2, objects={"split": 0.5})
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_the_gpu_predicts_whole_slices_in_large_batches_like_the_cpu(trained, image):
+    stack = np.stack([image, image[::-1], image[:, ::-1]] * 4)
+    predictor = Predictor(trained, stack, probabilities=True, device="cuda")
+    _, result = run_to_end(predictor.run())
+    assert predictor.tile_size >= 512 and predictor.batch_size == 12
+    on_cpu = predict(trained, stack, probabilities=True, device="cpu")
+    assert (result.labels == on_cpu.labels).mean() > 0.999
+    assert np.abs(result.probabilities - on_cpu.probabilities).max() < 0.05
+    assert next(trained.net.parameters()).device.type == "cpu"
+    tiled = predict(trained, stack[:2], device="cuda", tile_size=128, batch_size=7)
+    assert (tiled.labels == result.labels[:2]).mean() > 0.999

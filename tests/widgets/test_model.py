@@ -1,0 +1,89 @@
+"""The model section: save, load, export and the recently kept models; a model in no file is
+replaced only when the user says so."""
+
+import pytest
+
+pytest.importorskip("napari")
+
+from qtpy.QtWidgets import QMessageBox
+
+from napari_unet.storage import autosave
+
+from .dock_helpers import WAIT_MS, messages, train
+
+
+def test_save_and_load_model(dock, qtbot, tiny, tmp_path, notes):
+    viewer, widget = dock
+    tiny(widget)
+    train(qtbot, widget)
+    path = widget.model.save(tmp_path / "nuclei.safetensors")
+    widget.session.set_model(None)
+    widget.model.load(path)
+    assert widget.session.model.class_names == ["background", "nucleus"]
+    (tmp_path / "junk.safetensors").write_bytes(b"not a model")
+    widget.model.load(tmp_path / "junk.safetensors")
+    assert "Cannot load the model" in messages(notes)
+
+
+def test_export_a_bioimageio_package_and_load_it_back(dock, qtbot, tiny, tmp_path, notes):
+    viewer, widget = dock
+    tiny(widget)
+    train(qtbot, widget)
+    worker = widget.model.export(tmp_path / "nuclei.zip")
+    assert not widget.model.export_button.isEnabled(), "one export at a time"
+    qtbot.waitUntil(lambda: widget.model.exporting is None, timeout=WAIT_MS)
+    assert worker is not None and (tmp_path / "nuclei.zip").stat().st_size > 0
+    assert "Exported nuclei.zip" in messages(notes)
+    assert widget.model.export_button.isEnabled()
+    widget.session.set_model(None)
+    widget.model.load(tmp_path / "nuclei.zip")
+    assert widget.session.model.class_names == ["background", "nucleus"]
+
+
+def test_every_round_is_kept_and_loading_asks_only_for_a_model_in_no_file(
+    demo, qtbot, monkeypatch, notes
+):
+    viewer, _, widget = demo
+    train(qtbot, widget)
+    first = widget.session.model
+    widget.train.resume.setChecked(False)
+    train(qtbot, widget)
+    assert widget.session.model is not first
+    assert widget.train.resume.isChecked(), "Continue is ticked again for the new model"
+    kept = autosave.kept()
+    assert len(kept) == 2 and widget.model.recent.count() - widget.model.first_kept == 2
+    assert widget.session.model_file == kept[0].path
+
+    widget.model.recent.setCurrentIndex(widget.model.first_kept + 1)
+    widget.model.open_recent()
+    assert widget.session.model_file == kept[1].path
+    assert widget.train.plot.steps == [], "the plot of the replaced model is cleared"
+
+    asked = []
+
+    def cancel(*args, **kwargs):
+        asked.append(args)
+        return QMessageBox.StandardButton.Cancel
+
+    monkeypatch.setattr(QMessageBox, "question", cancel)
+    unsaved = widget.session.model
+    widget.session.set_model(unsaved, file=None)
+    widget.model.load(kept[0].path)
+    widget.train.resume.setChecked(False)
+    widget.train.start()
+    assert len(asked) == 2
+    assert widget.session.model is unsaved and widget.train.worker is None
+
+
+def test_save_replaces_a_file_the_dialog_confirmed_and_names_it_briefly(
+    demo, qtbot, tmp_path, notes
+):
+    viewer, _, widget = demo
+    train(qtbot, widget)
+    path = tmp_path / "a" / "long" / "folder" / "nuclei.safetensors"
+    assert widget.model.save(path) == path
+    assert widget.model.save(path) == path
+    assert "Model saved as nuclei.safetensors" in messages(notes)
+    assert str(path.parent) not in messages(notes)
+    assert widget.session.model_file == path
+    assert str(path) == widget.model.file.toolTip()

@@ -1,0 +1,135 @@
+"""The prediction section: stacks and their current slice, layers kept when edited, copied
+into annotations, cancelled, objects, and failures as notifications."""
+
+import pytest
+
+pytest.importorskip("napari")
+
+import dask.array as da
+import numpy as np
+import torch
+from skimage.measure import label as connected_components
+
+from napari_unet import PLUGIN
+from napari_unet.engine import predict as predict_module
+from napari_unet.widgets import UNetWidget
+from napari_unet.widgets._layers import EDITED_KEY
+
+from .dock_helpers import WAIT_MS, long_stack, messages, predict, stack_image, tiny_model, train
+
+
+def test_stack_predicts_every_slice_and_the_current_one(make_napari_viewer, qtbot):
+    viewer = make_napari_viewer()
+    stack = stack_image()
+    annotations = np.zeros(stack.shape, np.uint8)
+    annotations[0, :40] = 1
+    annotations[0, 40:50] = 2
+    viewer.add_image(da.from_array(stack, chunks=(1, 96, 96)), name="stack")
+    widget = UNetWidget(viewer)
+    widget.session.set_model(tiny_model(stack, annotations))
+
+    viewer.dims.set_current_step(0, 2)
+    predict(qtbot, widget, current_slice=True)
+    classes = viewer.layers["stack: U-Net classes"]
+    assert classes.data.shape == (3, 96, 96)
+    assert classes.data[2].min() >= 1 and not classes.data[:2].any()
+
+    predict(qtbot, widget)
+    assert viewer.layers["stack: U-Net classes"] is classes
+    assert classes.data.min() >= 1
+    assert widget.predict.progress.value() == widget.predict.progress.maximum()
+
+
+def test_copy_prediction_into_annotations(dock, qtbot, tiny):
+    viewer, widget = dock
+    tiny(widget)
+    train(qtbot, widget)
+    predict(qtbot, widget)
+    annotations = viewer.layers["nuclei annotations"]
+    before = annotations.data.copy()
+    filled = widget.predict.copy_to_annotations()
+    assert filled == int((before == 0).sum())
+    assert np.array_equal(annotations.data[before > 0], before[before > 0])
+    assert annotations.data.min() >= 1
+    annotations.undo()
+    assert np.array_equal(annotations.data, before)
+
+
+def test_an_edited_prediction_is_kept(dock, qtbot, tiny, notes):
+    viewer, widget = dock
+    tiny(widget)
+    train(qtbot, widget)
+    predict(qtbot, widget)
+    first = viewer.layers["nuclei: U-Net classes"]
+    predict(qtbot, widget)
+    assert viewer.layers["nuclei: U-Net classes"] is first
+    first.paint((10, 10), 2)
+    assert first.metadata[EDITED_KEY]
+    edited = first.data.copy()
+    predict(qtbot, widget)
+    assert np.array_equal(first.data, edited)
+    assert "nuclei: U-Net classes (2)" in viewer.layers
+    assert "is kept as it is" in messages(notes)
+
+
+def test_cancel_prediction(make_napari_viewer, qtbot):
+    viewer = make_napari_viewer()
+    widget = UNetWidget(viewer)
+    long_stack(viewer, widget)
+    widget.predict.predict()
+    qtbot.waitUntil(lambda: widget.predict.progress.value() > 0, timeout=WAIT_MS)
+    widget.predict.cancel()
+    qtbot.waitUntil(lambda: widget.predict.worker is None, timeout=WAIT_MS)
+    assert "Cancelled" in widget.predict.status.text()
+    assert not viewer.layers["stack: U-Net classes"].data[-1].any()
+
+
+def test_deleting_the_image_stops_prediction(make_napari_viewer, qtbot, notes):
+    viewer = make_napari_viewer()
+    widget = UNetWidget(viewer)
+    layer = long_stack(viewer, widget)
+    widget.predict.predict()
+    qtbot.waitUntil(lambda: widget.predict.progress.value() > 0, timeout=WAIT_MS)
+    viewer.layers.remove(layer)
+    qtbot.waitUntil(lambda: widget.predict.worker is None, timeout=WAIT_MS)
+    assert "Prediction cancelled: layer 'stack' was deleted" in messages(notes)
+
+
+class OutOfMemory(torch.nn.Module):
+    """A network that never fits on the device."""
+
+    def forward(self, x):
+        raise torch.OutOfMemoryError("CUDA out of memory")
+
+
+def test_out_of_memory_predicting_is_a_notification(dock, qtbot, tiny, notes, monkeypatch):
+    viewer, widget = dock
+    tiny(widget)
+    train(qtbot, widget)
+    monkeypatch.setattr(predict_module, "prepare", lambda net, device: OutOfMemory())
+    predict(qtbot, widget)
+    assert "out of memory" in messages(notes)
+    assert "failed" in widget.predict.status.text()
+
+
+def test_objects_of_a_class_use_the_split_setting(objects_dock, qtbot):
+    viewer, widget = objects_dock
+    viewer.open_sample(PLUGIN, "nuclei_annotated")
+    widget.annotate.annotations_combo.choose(viewer.layers["nuclei annotations"])
+    widget.train.start()
+    qtbot.waitUntil(lambda: widget.train.worker is None, timeout=WAIT_MS)
+    widget.predict.instances.setChecked(True)
+    widget.predict.split.setValue(0.0)
+    widget.predict.min_size.setValue(0)
+    assert widget.predict.objects().split == 0.0
+    widget.predict.predict()
+    qtbot.waitUntil(lambda: widget.predict.worker is None, timeout=WAIT_MS)
+    classes = viewer.layers["nuclei: U-Net classes"].data
+    objects = viewer.layers["nuclei: nucleus objects"].data
+    assert objects.dtype == np.uint32
+    assert np.array_equal(objects > 0, classes == 2)
+    assert len(np.unique(objects[objects > 0])) == connected_components(classes == 2).max()
+    assert widget.annotate.annotations_combo.choose(viewer.layers["nuclei: U-Net classes"])
+    assert (
+        viewer.layers["nuclei: nucleus objects"] not in widget.annotate.annotations_combo.layers()
+    )
