@@ -8,7 +8,7 @@ import pytest
 from napari_unet.engine.annotations import from_instances
 from napari_unet.engine.train import Trainer, TrainSettings
 from napari_unet.samples import nuclei, nuclei_annotations, nuclei_instances
-from napari_unet.storage import autosave, volumes
+from napari_unet.storage import autosave
 
 from helpers import TINY, run_to_end
 
@@ -44,13 +44,3 @@ def home(tmp_path, monkeypatch):
     """Kept models go to a folder of the test's own, never to the user's."""
     monkeypatch.setenv(autosave.HOME_VARIABLE, str(tmp_path / "home"))
     return tmp_path / "home"
-
-
-@pytest.fixture(autouse=True)
-def forget_volume_models():
-    """Forget the model that volume prediction keeps loaded in this process: it is cached by the
-    model's bytes alone, with the normalisation of the first volume it predicted, so a volume
-    predicted in a later test (tests/storage/test_volumes.py after tests/cli/test_commands.py's
-    zarr volume) would be normalised as that other volume."""
-    yield
-    volumes._MODELS.clear()

@@ -57,6 +57,21 @@ def test_chunked_equals_whole_slice_prediction(single, volume, trained):
     assert set(np.unique(single)) == {1, 2}
 
 
+def test_each_volume_keeps_its_own_normalisation(volume, model_path, trained, tmp_path):
+    """One model, two volumes of other intensities, one process: the model loaded for the
+    first must not carry its normalisation to the second."""
+    dim = tmp_path / "dim.ome.zarr"
+    root = zarr.open_group(str(dim), mode="w", zarr_format=2)
+    root.create_array("0", data=(volume[1] // 4).astype(volume[1].dtype), chunks=(1, 128, 128))
+    axes = [{"name": n, "type": "space"} for n in "zyx"]
+    root.attrs["multiscales"] = [{"version": "0.4", "axes": axes, "datasets": [{"path": "0"}]}]
+    run(VolumePredictor(model_path, volume[0], tmp_path / "a.ome.zarr", chunk=CHUNK))
+    run(VolumePredictor(model_path, dim, tmp_path / "b.ome.zarr", chunk=CHUNK, device="cpu"))
+    second = zarr.open_group(str(tmp_path / "b.ome.zarr"), mode="r")["0"][...]
+    whole = predict(trained, (volume[1] // 4).astype(volume[1].dtype), device="cpu").labels
+    np.testing.assert_array_equal(second, whole)
+
+
 def test_output_is_an_ome_zarr_multiscale(volume, model_path, tmp_path):
     target = tmp_path / "out.ome.zarr"
     events = []

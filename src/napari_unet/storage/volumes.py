@@ -9,6 +9,7 @@ the whole input and fixed, so every chunk is normalised as the whole volume woul
 to a hidden folder beside the output, renamed into place when every chunk is done.
 """
 
+import dataclasses
 import hashlib
 import json
 import logging
@@ -300,13 +301,14 @@ def predict_chunk(job: Job, chunk: Chunk) -> None:
 
 
 def _model(job: Job) -> Segmenter:
-    """The job's model, loaded once per process (by the fingerprint of its bytes)."""
+    """The job's model with the volume's normalisation, loaded once per process (by the
+    fingerprint of its bytes); each volume keeps its own normalisation."""
     if job.fingerprint not in _MODELS:
-        segmenter = load_model_bytes(job.model)
-        segmenter.normalization = Normalization(**job.normalization)
         _MODELS.clear()
-        _MODELS[job.fingerprint] = segmenter
-    return _MODELS[job.fingerprint]
+        _MODELS[job.fingerprint] = load_model_bytes(job.model)
+    return dataclasses.replace(
+        _MODELS[job.fingerprint], normalization=Normalization(**job.normalization)
+    )
 
 
 def cluster_client(workers: int | None = None, scheduler: str | None = None):
