@@ -202,22 +202,33 @@ class Normalization:
         spread = np.asarray(self.high, dtype=np.float64) - np.asarray(self.low, dtype=np.float64)
         return np.where(spread > 0, spread, 1e-6)
 
-    def apply(self, data, channel_axis: int = -1):
-        """Normalise a float array or tensor in place, in its own precision and on its own
-        device, and return it; ``channel_axis`` says where its channels are."""
-        shape = [1] * data.ndim
+    def coefficients(self, ndim: int, channel_axis: int = -1) -> tuple[np.ndarray, np.ndarray]:
+        """``(low, spread)`` in float64, shaped to broadcast over an ``ndim``-D array whose
+        channels are on ``channel_axis``."""
+        shape = [1] * ndim
         shape[channel_axis] = -1
-        low, spread = np.asarray(self.low, np.float64), self.spread()
+        low = np.asarray(self.low, np.float64).reshape(shape)
+        return low, self.spread().reshape(shape)
+
+    def apply(self, data, channel_axis: int = -1, coefficients=None):
+        """Normalise a float array or tensor in place, in its own precision (a tensor on its
+        own device), and return it; ``channel_axis`` says where its channels are. A caller
+        normalising many tensors passes the :meth:`coefficients` as tensors on their device,
+        made once."""
+        if coefficients is None:
+            coefficients = self.coefficients(data.ndim, channel_axis)
+        low, spread = coefficients
         if isinstance(data, np.ndarray):
-            data -= low.astype(data.dtype).reshape(shape)
-            data /= spread.astype(data.dtype).reshape(shape)
+            data -= low.astype(data.dtype)
+            data /= spread.astype(data.dtype)
             return data
-        import torch
+        if isinstance(low, np.ndarray):
+            import torch
 
-        def like(values: np.ndarray):
-            return torch.as_tensor(values, dtype=data.dtype).view(shape).to(data.device)
-
-        return data.sub_(like(low)).div_(like(spread))
+            low, spread = (
+                torch.as_tensor(c, dtype=data.dtype, device=data.device) for c in (low, spread)
+            )
+        return data.sub_(low).div_(spread)
 
     def to_dict(self) -> dict:
         return {

@@ -408,6 +408,11 @@ class _Scale:
 
     def __init__(self, normalization: Normalization | None, device: torch.device, uint16: bool):
         self.device, self.normalization, self.uint16 = device, normalization, uint16
+        if normalization is not None:  # on the device once, not a copy per slice
+            self.coefficients = tuple(
+                torch.as_tensor(c, dtype=torch.float32, device=device)
+                for c in normalization.coefficients(3, channel_axis=0)
+            )
 
     def __call__(self, raw: torch.Tensor) -> torch.Tensor:
         data = raw.to(self.device, non_blocking=self.device.type == "cuda")
@@ -415,7 +420,7 @@ class _Scale:
             return data
         if self.uint16:
             data = data.to(torch.int32).bitwise_and_(0xFFFF)
-        return self.normalization.apply(data.float(), channel_axis=-3)
+        return self.normalization.apply(data.float(), coefficients=self.coefficients)
 
 
 class _SliceReader:
