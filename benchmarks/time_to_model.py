@@ -52,6 +52,7 @@ from sklearn.ensemble import RandomForestClassifier
 from napari_unet.engine.annotations import BACKGROUND, from_instances, objects_to_classes
 from napari_unet.engine.objects import ObjectSettings, find_objects
 from napari_unet.engine.predict import predict
+from napari_unet.engine.scores import THRESHOLDS, matched_objects
 from napari_unet.engine.train import Trainer, TrainSettings
 from napari_unet.samples import nuclei, nuclei_instances
 from napari_unet.storage.loading import load_model
@@ -61,7 +62,6 @@ ANNOTATED_ROWS = 128
 SCORED_ROWS = slice(160, None)
 NUCLEUS = 2
 BOUNDARY = 3
-THRESHOLDS = np.round(np.arange(0.5, 0.91, 0.05), 2)
 VARIANTS = ["strip", "blobs", "painted", "scribbles", "strip-boundary"]
 
 
@@ -117,20 +117,7 @@ def scores(nucleus, objects, instances, rows: slice = SCORED_ROWS) -> dict:
     guess = nucleus[rows]
     truth = instances[rows] > 0
     dice = 2 * (guess & truth).sum() / (guess.sum() + truth.sum())
-    found, true = objects[rows].ravel(), instances[rows].ravel()
-    found = np.unique(found, return_inverse=True)[1].reshape(found.shape)
-    true = np.unique(true, return_inverse=True)[1].reshape(true.shape)
-    both = (found > 0) & (true > 0)
-    stride = int(true.max()) + 1
-    pairs, shared = np.unique(
-        found[both].astype(np.int64) * stride + true[both], return_counts=True
-    )
-    union = (
-        np.bincount(found)[pairs // stride] + np.bincount(true, minlength=stride)[pairs % stride]
-    ) - shared
-    iou = shared / union
-    n_found, n_true = int(found.max()), int(true.max())
-    matched = np.array([(iou > t).sum() for t in THRESHOLDS])
+    matched, n_found, n_true = matched_objects(objects[rows], instances[rows], THRESHOLDS)
     ap = matched / np.maximum(n_found + n_true - matched, 1)
     return {
         "dice": dice,

@@ -35,6 +35,7 @@ from napari_unet.engine.annotations import from_instances
 from napari_unet.engine.objects import ObjectSettings
 from napari_unet.engine.predict import predict
 from napari_unet.engine.progress import drain
+from napari_unet.engine.scores import object_f1
 from napari_unet.engine.train import Trainer, TrainSettings
 from napari_unet.storage.loading import load_model
 from napari_unet.storage.model_files import save_model
@@ -169,23 +170,6 @@ def _tile(array: np.ndarray, y: int, x: int) -> np.ndarray:
     if part.dtype == np.uint8:
         return np.pad(part, pad)
     return np.pad(part, pad, mode="reflect")
-
-
-def object_f1(objects: np.ndarray, instances: np.ndarray) -> float:
-    """F1 of objects matched to the true instances at IoU > 0.5."""
-    found = np.unique(objects, return_inverse=True)[1].reshape(objects.shape)
-    true = np.unique(instances, return_inverse=True)[1].reshape(instances.shape)
-    both = (found > 0) & (true > 0)
-    stride = int(true.max()) + 1
-    pair, shared = np.unique(
-        found[both].astype(np.int64) * stride + true[both], return_counts=True
-    )
-    union = (
-        np.bincount(found.ravel())[pair // stride]
-        + np.bincount(true.ravel(), minlength=stride)[pair % stride]
-    )
-    matched = int((shared / (union - shared) > 0.5).sum())
-    return 2 * matched / max(int(found.max()) + int(true.max()), 1)
 
 
 def score(segmenter, found) -> dict[str, float]:

@@ -10,6 +10,7 @@ import pytest
 from napari_unet.engine.errors import ModelFileError
 from napari_unet.engine.objects import ObjectSettings
 from napari_unet.engine.predict import predict
+from napari_unet.engine.scores import object_f1
 from napari_unet.engine.segmenter import Segmenter
 from napari_unet.engine.train import TrainSettings
 from napari_unet.models import BUILTIN, builtin_path, card, resolve
@@ -21,19 +22,6 @@ from napari_unet.storage.output_files import reserve
 from helpers import train
 
 SCORED = slice(160, None)
-
-
-def object_f1(found: np.ndarray, true: np.ndarray) -> float:
-    """F1 of objects matched at IoU > 0.5 (each true object matches at most one found)."""
-    matched = 0
-    for i in np.unique(true[true > 0]):
-        mask = true == i
-        ids, counts = np.unique(found[mask], return_counts=True)
-        for j, shared in zip(ids, counts, strict=True):
-            if j and shared / (mask | (found == j)).sum() > 0.5:
-                matched += 1
-    n_found, n_true = len(np.unique(found[found > 0])), len(np.unique(true[true > 0]))
-    return 2 * matched / (n_found + n_true)
 
 
 @pytest.fixture(scope="module")
