@@ -182,9 +182,9 @@ def score(segmenter, found) -> dict[str, float]:
     return scores
 
 
-def make_model(training, test, settings: TrainSettings, copies: int, start=None):
+def make_model(training, test, settings: TrainSettings, copies: int, start=None, sha256=None):
     """Build the corpus from ``training`` pairs, train on it, score on ``test``; the model's
-    last history entry records the run ("pretraining")."""
+    last history entry records the run ("pretraining"), with the data's ``sha256``."""
     rng = np.random.default_rng(settings.seed)
     images, annotations = corpus(training, rng, copies)
     print(f"corpus: {len(images)} tiles of {TILE}² from {len(training)} images", flush=True)
@@ -205,6 +205,7 @@ def make_model(training, test, settings: TrainSettings, copies: int, start=None)
         "data": {
             "package": PACKAGE,
             "licence": "MIT (Copyright 2023 Lucian DiPeso)",
+            "wheel_sha256": sha256,
             "images": [name for name, *_ in training],
             "tiles": int(len(images)),
         },
@@ -251,8 +252,7 @@ def main(argv=None) -> None:
         device="cpu",
     )
     start = load_model(args.start) if args.start else None
-    segmenter = make_model(training, test, settings, args.copies, start)
-    segmenter.history[-1]["pretraining"]["data"]["wheel_sha256"] = digest
+    segmenter = make_model(training, test, settings, args.copies, start, digest)
     save_model(segmenter, args.output, overwrite=True)
     record = args.output.with_suffix(".json")
     record.write_text(json.dumps(segmenter.history[-1]["pretraining"], indent=1) + "\n")
