@@ -93,7 +93,7 @@ def test_foreign_or_damaged_packages_are_refused(tmp_path, package):
                 del rdf["config"]["napari_unet"]
                 data = yaml.safe_dump(rdf).encode()
             target.writestr(name, data)
-    with pytest.raises(UNetError, match="not exported by napari-unet"):
+    with pytest.raises(UNetError, match="not exported by napari-unet-loop"):
         import_model(foreign)
     broken = tmp_path / "broken.zip"
     broken.write_bytes(b"PK not really")

@@ -67,7 +67,7 @@ def test_an_existing_file_is_replaced_only_with_consent(trained, tmp_path):
         save_model(trained, path)
     notes = tmp_path / "notes.safetensors"
     notes.write_text("not a model")
-    with pytest.raises(UNetError, match="is not a napari-unet model; not overwriting it"):
+    with pytest.raises(UNetError, match="is not a napari-unet-loop model; not overwriting it"):
         save_model(trained, notes, overwrite=True)
     assert notes.read_text() == "not a model"
     path.chmod(0o640)
@@ -92,9 +92,9 @@ def test_saving_to_a_folder_is_refused(trained, tmp_path):
 @pytest.mark.parametrize(
     ("content", "message"),
     [
-        (b"", "not a napari-unet model"),
-        (b"#!/bin/sh\nrm -rf /\n", "not a napari-unet model"),
-        (b"\x80\x04\x95 pickle", "not a napari-unet model"),
+        (b"", "not a napari-unet-loop model"),
+        (b"#!/bin/sh\nrm -rf /\n", "not a napari-unet-loop model"),
+        (b"\x80\x04\x95 pickle", "not a napari-unet-loop model"),
     ],
 )
 def test_files_that_are_not_models_are_refused(tmp_path, content, message):
@@ -107,7 +107,7 @@ def test_files_that_are_not_models_are_refused(tmp_path, content, message):
 def test_a_pickled_torch_checkpoint_is_refused_without_unpickling(tmp_path, trained):
     path = tmp_path / "model.pt"
     torch.save(trained.net.state_dict(), path)
-    with pytest.raises(ModelFileError, match="not a napari-unet model"):
+    with pytest.raises(ModelFileError, match="not a napari-unet-loop model"):
         load_model(path)
 
 
@@ -122,7 +122,7 @@ def test_truncated_models_are_refused(trained, tmp_path):
 def test_safetensors_without_our_config_is_refused(tmp_path):
     path = tmp_path / "other.safetensors"
     safetensors.torch.save_file({"w": torch.zeros(3)}, path)
-    with pytest.raises(ModelFileError, match="not a napari-unet model"):
+    with pytest.raises(ModelFileError, match="not a napari-unet-loop model"):
         load_model(path)
 
 
@@ -134,7 +134,7 @@ def test_newer_format_and_wrong_weights_give_clear_errors(trained, tmp_path):
     safetensors.torch.save_file(
         state, tmp_path / "new.safetensors", {"napari-unet": json.dumps(newer)}
     )
-    with pytest.raises(ModelFileError, match="newer file format.*update napari-unet"):
+    with pytest.raises(ModelFileError, match="newer file format.*update napari-unet-loop"):
         load_model(tmp_path / "new.safetensors")
     wider = dict(config, architecture=dict(config["architecture"], width=16))
     safetensors.torch.save_file(

@@ -8,7 +8,7 @@ class UNetError(ValueError):
 
 
 class ModelFileError(UNetError):
-    """A file that is not a (compatible) napari-unet model."""
+    """A file that is not a (compatible) napari-unet-loop model."""
 
 
 def os_error_message(error: OSError) -> str:

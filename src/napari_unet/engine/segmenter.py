@@ -15,12 +15,22 @@ NEW_CLASS_BIAS = -10.0
 """The starting bias of a class added by fine-tuning: its probability starts near zero."""
 
 
+MAX_CLASS_NAME = 60
+"""Characters a class name may have (it becomes part of layer and file names)."""
+
+
 def check_class_names(names) -> list[str] | None:
     """``names`` as a list of texts (None stays None), or a UNetError."""
     if names is None:
         return None
     if not isinstance(names, list | tuple) or not all(isinstance(n, str) for n in names):
-        raise UNetError(f"class names must be a list of texts, not {names!r}")
+        raise UNetError(f"class names must be a list of texts, not {str(names)[:80]}")
+    for name in names:
+        if not name.strip() or len(name) > MAX_CLASS_NAME or not name.isprintable():
+            shown = name if len(name) <= MAX_CLASS_NAME else name[:MAX_CLASS_NAME] + "..."
+            raise UNetError(
+                f"class name {shown!r} must be 1 to {MAX_CLASS_NAME} printable characters"
+            )
     return list(names)
 
 

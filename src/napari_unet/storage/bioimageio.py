@@ -5,7 +5,7 @@ A package is one zip file: ``rdf.yaml`` (the description), the weights as a PyTo
 with the architecture's source (``unet.py``, this package's ``model.py``) and, where the network
 traces, as TorchScript; a test input with its expected output, a cover picture and a README.
 The percentile normalisation is the input's preprocessing and the softmax the output's
-postprocessing, so any bioimage.io consumer computes what ``predict`` does. The napari-unet
+postprocessing, so any bioimage.io consumer computes what ``predict`` does. Our
 config (class names, normalisation, history) is kept under ``config.napari_unet`` for import.
 """
 
@@ -24,8 +24,16 @@ from .. import __version__
 from ..engine import checks, errors, model
 from ..engine.errors import ModelFileError, UNetError
 from ..engine.segmenter import Segmenter
-from .model_files import load_model_bytes, model_config, state_bytes
+from .model_files import (
+    check_config,
+    existing_file,
+    load_model_bytes,
+    model_config,
+    state_bytes,
+    weights_bytes,
+)
 from .output_files import reserve
+from .untrusted import load_yaml, read_member, read_regular_file
 
 FORMAT_VERSION = "0.5.4"
 RDF = "rdf.yaml"
@@ -34,6 +42,10 @@ TORCHSCRIPT = "weights_torchscript.pt"
 SOURCE = "unet.py"
 BUILDER = "unet_from_architecture"
 TEST_SIDE = 64
+CONFIG = "napari_unet"
+"""The key of our model config under the package's ``config`` (a file-format key: kept)."""
+DESCRIPTION = f"the package's {RDF}"
+MAX_RDF_BYTES = 4 * 2**20
 UNREADABLE_ZIP = (OSError, KeyError, zipfile.BadZipFile, RuntimeError, NotImplementedError)
 """What reading a member of a damaged, encrypted or oddly compressed zip raises."""
 
@@ -77,29 +89,42 @@ def export_model(
 
 
 def import_model(path: str | Path) -> Segmenter:
-    """The model of a bioimage.io package exported by napari-unet (``.zip`` or ``rdf.yaml``)."""
-    path = Path(path)
+    """The model of a bioimage.io package exported by napari-unet-loop (``.zip`` or
+    ``rdf.yaml``), read within bounds whatever the package claims (see :mod:`.untrusted`)."""
+    path = existing_file(path)
     try:
         if path.suffix.lower() == ".zip" or zipfile.is_zipfile(path):
             with zipfile.ZipFile(path) as package:
-                rdf = _description(package.read(RDF))
-                state = package.read(_weights_source(rdf))
+                rdf = _description(read_member(package, RDF, MAX_RDF_BYTES, DESCRIPTION))
+                source, limit = _weights_source(rdf)
+                state = read_member(package, source, limit, "the weights")
         else:
-            rdf = _description(path.read_bytes())
-            state = (path.parent / _weights_source(rdf)).read_bytes()
+            rdf = _description(read_regular_file(path, MAX_RDF_BYTES, DESCRIPTION))
+            source, limit = _weights_source(rdf)
+            state = read_regular_file(path.parent / source, limit, "the weights")
     except UNREADABLE_ZIP as error:
         raise ModelFileError(
             f"{path.name} is not a readable bioimage.io package: {error}"
         ) from None
+    return load_model_bytes(
+        state_bytes(_state_dict(state, path.name), rdf["config"][CONFIG]), path.name
+    )
+
+
+def _state_dict(data: bytes, name: str) -> dict:
+    """The tensors of a PyTorch state dict file, loaded without running any code in it."""
     try:
-        weights = torch.load(io.BytesIO(state), weights_only=True, map_location="cpu")
-    except Exception as error:
-        raise ModelFileError(f"{path.name} holds unreadable weights: {error}") from None
+        weights = torch.load(io.BytesIO(data), weights_only=True, map_location="cpu")
+    except Exception:
+        raise ModelFileError(
+            f"{name} holds weights that are not a plain PyTorch state dict (refused unread)"
+        ) from None
     if not isinstance(weights, dict) or not all(
-        isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in weights.items()
+        isinstance(k, str) and isinstance(v, torch.Tensor) and v.layout == torch.strided
+        for k, v in weights.items()
     ):
-        raise ModelFileError(f"{path.name} holds weights that are not a PyTorch state dict")
-    return load_model_bytes(state_bytes(weights, rdf["config"]["napari_unet"]), path.name)
+        raise ModelFileError(f"{name} holds weights that are not a PyTorch state dict of tensors")
+    return {k: v.contiguous() for k, v in weights.items()}
 
 
 def _not_a_package(path: Path) -> str | None:
@@ -115,32 +140,30 @@ def _not_a_package(path: Path) -> str | None:
 
 
 def _description(data: bytes) -> dict:
-    """The parsed rdf.yaml of a package exported by napari-unet."""
-    try:
-        rdf = yaml.safe_load(data)
-    except yaml.YAMLError as error:
-        mark = getattr(error, "problem_mark", None)
-        where = f" (line {mark.line + 1})" if mark else ""
-        raise ModelFileError(f"the package's {RDF} is not valid YAML{where}") from None
+    """The parsed rdf.yaml of a package exported by napari-unet-loop."""
+    rdf = load_yaml(data, DESCRIPTION)
     if not isinstance(rdf, dict) or rdf.get("type") != "model":
         raise ModelFileError(f"the package's {RDF} does not describe a model")
     config = rdf.get("config")
-    if not isinstance(config, dict) or not isinstance(config.get("napari_unet"), dict):
+    if not isinstance(config, dict) or not isinstance(config.get(CONFIG), dict):
         raise ModelFileError(
-            "this bioimage.io model was not exported by napari-unet: its architecture is not "
-            "ours, so napari-unet cannot load it"
+            "this bioimage.io model was not exported by napari-unet-loop: its architecture is "
+            "not ours, so napari-unet-loop cannot load it"
         )
     return rdf
 
 
-def _weights_source(rdf: dict) -> str:
+def _weights_source(rdf: dict) -> tuple[str, int]:
+    """The weights' file name in the package and the most bytes they can take, from the
+    architecture the package's config describes (checked before the weights are read)."""
+    architecture = check_config(rdf["config"][CONFIG], f"the package's {RDF}")
     try:
         source = rdf["weights"]["pytorch_state_dict"]["source"]
     except (KeyError, TypeError):
         raise ModelFileError("the package has no PyTorch state dict weights") from None
     if not isinstance(source, str) or "/" in source or "\\" in source or source.startswith("."):
         raise ModelFileError(f"the package's weights are not a file inside it: {source!r}")
-    return source
+    return source, 2 * weights_bytes(architecture) + 2**20
 
 
 def _package_files(segmenter, name, description, authors, license, test_image) -> dict:
@@ -192,10 +215,11 @@ def _rdf(segmenter, name, description, authors, license, files) -> dict:
     return {
         "type": "model",
         "format_version": FORMAT_VERSION,
-        "name": name or f"napari-unet {classes}",
+        "name": name or f"napari-unet-loop {classes}",
         "description": description
-        or f"A 2D U-Net segmenting {classes} from background, trained in napari with napari-unet.",
-        "authors": [{"name": a} for a in (authors or ["napari-unet user"])],
+        or f"A 2D U-Net segmenting {classes} from background, trained in napari with "
+        "napari-unet-loop.",
+        "authors": [{"name": a} for a in (authors or ["napari-unet-loop user"])],
         "cite": [
             {
                 "text": "Ronneberger, Fischer and Brox. U-Net: Convolutional Networks for "
@@ -204,7 +228,7 @@ def _rdf(segmenter, name, description, authors, license, files) -> dict:
             }
         ],
         "license": license,
-        "tags": ["unet2d", "pytorch", "segmentation", "napari-unet"],
+        "tags": ["unet2d", "pytorch", "segmentation", "napari-unet-loop"],
         "documentation": "README.md",
         "covers": ["cover.png"],
         "timestamp": datetime.now(timezone.utc).isoformat(timespec="seconds"),
@@ -250,7 +274,7 @@ def _rdf(segmenter, name, description, authors, license, files) -> dict:
                     {"relative_tolerance": 1e-3, "absolute_tolerance": 1e-4}
                 ]
             },
-            "napari_unet": model_config(segmenter),
+            CONFIG: model_config(segmenter),
         },
     }
 
@@ -267,7 +291,7 @@ def _architecture_source() -> str:
     ]
     return "\n".join(lines) + (
         f"\n\n\ndef {BUILDER}(**architecture) -> UNet:\n"
-        '    """The U-Net of a napari-unet architecture config."""\n'
+        '    """The U-Net of a napari-unet-loop architecture config."""\n'
         "    return UNet(UNetConfig(**architecture))\n"
     )
 
@@ -376,10 +400,10 @@ def _cover(test_input: np.ndarray, test_output: np.ndarray) -> bytes:
 def _readme(segmenter: Segmenter, name: str | None) -> str:
     c, names, rounds = segmenter.config, segmenter.class_names, segmenter.history
     lines = [
-        f"# {name or 'napari-unet model'}",
+        f"# {name or 'napari-unet-loop model'}",
         "",
         f"A 2D U-Net (depth {c.depth}, base width {c.width}, {c.in_channels} input channel(s)) "
-        f"trained with napari-unet {__version__} from sparse annotations in napari.",
+        f"trained with napari-unet-loop {__version__} from sparse annotations in napari.",
         "",
         "## Classes",
         "",

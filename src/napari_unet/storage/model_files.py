@@ -1,7 +1,7 @@
 """Model files: weights and config in one safetensors file, which cannot run code on load.
 
 The config (architecture, class names, normalisation, training history, versions) is JSON in
-the file's metadata, readable with any safetensors reader or ``napari-unet info``. A file is
+the file's metadata, readable with any safetensors reader or ``napari-unet-loop info``. A file is
 read once, and its config and tensor shapes are checked before any network is built. Files are
 written through a temporary file and renamed (see :mod:`.output_files`), so a crash never
 leaves half a model, and an existing file is only replaced when asked to.
@@ -23,7 +23,7 @@ from ..engine.annotations import MAX_CLASSES
 from ..engine.errors import ModelFileError, UNetError, os_error_message
 from ..engine.images import Normalization
 from ..engine.model import UNet, UNetConfig
-from ..engine.segmenter import Segmenter
+from ..engine.segmenter import Segmenter, check_class_names
 from ..models import resolve
 from .output_files import reserve
 
@@ -40,7 +40,7 @@ def save_model(segmenter: Segmenter, path: str | Path, overwrite: bool = False) 
     """Write ``segmenter`` to ``path`` atomically and return the path.
 
     An existing file is refused unless ``overwrite`` is true, and even then when it is not a
-    napari-unet model. Missing parent folders are created.
+    napari-unet-loop model. Missing parent folders are created.
     """
     data = model_bytes(segmenter)
     path = _as_path(path)
@@ -99,11 +99,11 @@ def state_bytes(state: dict, config: dict) -> bytes:
 
 
 def not_a_model(path: Path) -> str | None:
-    """Why ``path`` must not be replaced by a model (None for a napari-unet model)."""
+    """Why ``path`` must not be replaced by a model (None for a napari-unet-loop model)."""
     try:
         read_config(path)
     except ModelFileError:
-        return "exists and is not a napari-unet model"
+        return "exists and is not a napari-unet-loop model"
     return None
 
 
@@ -150,7 +150,7 @@ def load_model_bytes(data: bytes, name: str = "the model") -> Segmenter:
         net.load_state_dict(state)
     except (SafetensorError, RuntimeError, ValueError) as error:
         raise ModelFileError(
-            f"{name} is damaged or incompatible with this napari-unet: {error}"
+            f"{name} is damaged or incompatible with this napari-unet-loop: {error}"
         ) from None
     if not all(bool(torch.isfinite(tensor).all()) for tensor in state.values()):
         raise ModelFileError(f"{name} is damaged: some of its weights are not numbers")
@@ -174,15 +174,15 @@ def existing_file(path) -> Path:
     if not path.exists():
         raise ModelFileError(f"{path} does not exist")
     if path.is_dir():
-        raise ModelFileError(f"{path} is a folder, not a napari-unet model file")
+        raise ModelFileError(f"{path} is a folder, not a napari-unet-loop model file")
     if not path.is_file():
-        raise ModelFileError(f"{path} is not a regular file, not a napari-unet model file")
+        raise ModelFileError(f"{path} is not a regular file, not a napari-unet-loop model file")
     return path
 
 
 def _read_header(file, name: str) -> tuple[dict, UNetConfig, int]:
     """Config, architecture and file size from an open model file's header, all checked."""
-    not_ours = f"{name} is not a napari-unet model (not a readable safetensors file)"
+    not_ours = f"{name} is not a napari-unet-loop model (not a readable safetensors file)"
     start = file.read(8)
     if len(start) < 8:
         raise ModelFileError(not_ours)
@@ -197,7 +197,7 @@ def _read_header(file, name: str) -> tuple[dict, UNetConfig, int]:
         raise ModelFileError(not_ours)
     metadata = header.pop("__metadata__", None) or {}
     if not isinstance(metadata, dict) or FORMAT not in metadata:
-        raise ModelFileError(f"{name} is a safetensors file but not a napari-unet model")
+        raise ModelFileError(f"{name} is a safetensors file but not a napari-unet-loop model")
     try:
         config = json.loads(metadata[FORMAT])
     except (TypeError, json.JSONDecodeError):
@@ -207,15 +207,16 @@ def _read_header(file, name: str) -> tuple[dict, UNetConfig, int]:
     version = config.get("format_version")
     if not isinstance(version, int) or version > FORMAT_VERSION:
         raise ModelFileError(
-            f"{name} was written by napari-unet {config.get('napari_unet_version', '?')} "
-            f"in a newer file format ({version}); update napari-unet to load it"
+            f"{name} was written by napari-unet-loop {_short(config.get('napari_unet_version'))} "
+            f"in a newer file format ({version}); update napari-unet-loop "
+            "(pip install -U napari-unet-loop) to load it"
         )
-    architecture = _check_config(config, name)
+    architecture = check_config(config, name)
     data_bytes = _check_tensors(header, _expected_shapes(architecture), name)
     return config, architecture, 8 + length + data_bytes
 
 
-def _check_config(config: dict, name: str) -> UNetConfig:
+def check_config(config: dict, name: str) -> UNetConfig:
     """The architecture of a config whose fields are all of the right kind and in bounds."""
 
     def damaged(what: str) -> ModelFileError:
@@ -241,8 +242,12 @@ def _check_config(config: dict, name: str) -> UNetConfig:
     except (TypeError, ValueError) as error:
         raise damaged(str(error)) from None
     class_names = config["class_names"]
-    if not isinstance(class_names, list) or not all(isinstance(n, str) for n in class_names):
+    if not isinstance(class_names, list):
         raise damaged("class names must be a list of texts")
+    try:
+        check_class_names(class_names)
+    except UNetError as error:
+        raise damaged(str(error)) from None
     if len(class_names) != architecture.n_classes:
         raise ModelFileError(
             f"{name} names {len(class_names)} classes but has {architecture.n_classes} outputs"
@@ -262,6 +267,11 @@ def _check_config(config: dict, name: str) -> UNetConfig:
     return architecture
 
 
+def _short(value) -> str:
+    """A version as written in a config, or "?" when it is not a short text."""
+    return value if isinstance(value, str) and len(value) <= 20 and value.isprintable() else "?"
+
+
 def _expected_shapes(config: UNetConfig) -> dict[str, tuple[int, ...]]:
     """The tensor shapes of a U-Net, from a network built without memory."""
     with torch.device("meta"):
@@ -273,7 +283,7 @@ def _check_tensors(header: dict, expected: dict[str, tuple[int, ...]], name: str
     """Check the header's tensors against the architecture; return the size of their data."""
     if set(header) != set(expected):
         raise ModelFileError(
-            f"{name} is damaged or incompatible with this napari-unet: its tensors do not "
+            f"{name} is damaged or incompatible with this napari-unet-loop: its tensors do not "
             "match its architecture"
         )
     end = 0
@@ -285,7 +295,7 @@ def _check_tensors(header: dict, expected: dict[str, tuple[int, ...]], name: str
             raise ModelFileError(f"{name} is damaged: tensor {key} is badly described") from None
         if tuple(shape) != expected[key]:
             raise ModelFileError(
-                f"{name} is damaged or incompatible with this napari-unet: tensor {key} has "
+                f"{name} is damaged or incompatible with this napari-unet-loop: tensor {key} has "
                 f"shape {tuple(shape)}, the architecture needs {expected[key]}"
             )
         if not isinstance(first, int) or not isinstance(last, int) or last - first != size:
