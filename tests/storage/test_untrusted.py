@@ -197,17 +197,20 @@ class Runs:
         return (os.system, ("touch ran",))
 
 
-def sparse_state(package) -> bytes:
+def odd_state(package, kind: str) -> bytes:
     with zipfile.ZipFile(package) as archive:
         state = torch.load(io.BytesIO(archive.read("weights.pt")), weights_only=True)
     key = next(iter(state))
-    state[key] = state[key].to_sparse()
+    if kind == "sparse":
+        state[key] = state[key].to_sparse()
+    else:  # a view claiming 10^12 values of one stored number
+        state[key] = torch.zeros(1).expand(10**6, 10**6)
     buffer = io.BytesIO()
     torch.save(state, buffer)
     return buffer.getvalue()
 
 
-@pytest.mark.parametrize("kind", ["garbage", "pickle", "sparse", "list"])
+@pytest.mark.parametrize("kind", ["garbage", "pickle", "sparse", "expanded", "list"])
 def test_weights_that_are_not_a_plain_state_dict_are_refused_in_one_line(
     package, tmp_path, monkeypatch, kind
 ):
@@ -217,7 +220,8 @@ def test_weights_that_are_not_a_plain_state_dict_are_refused_in_one_line(
     weights = {
         "garbage": b"\x80\x04garbage" * 100,
         "pickle": pickle.dumps(Runs()),
-        "sparse": sparse_state(package),
+        "sparse": odd_state(package, "sparse"),
+        "expanded": odd_state(package, "expanded"),
         "list": buffer.getvalue(),
     }[kind]
     path = rewritten(package, tmp_path / "w.zip", replace={"weights.pt": weights})

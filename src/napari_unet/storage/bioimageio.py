@@ -120,11 +120,19 @@ def _state_dict(data: bytes, name: str) -> dict:
             f"{name} holds weights that are not a plain PyTorch state dict (refused unread)"
         ) from None
     if not isinstance(weights, dict) or not all(
-        isinstance(k, str) and isinstance(v, torch.Tensor) and v.layout == torch.strided
+        isinstance(k, str) and isinstance(v, torch.Tensor) and _stored(v)
         for k, v in weights.items()
     ):
         raise ModelFileError(f"{name} holds weights that are not a PyTorch state dict of tensors")
     return {k: v.contiguous() for k, v in weights.items()}
+
+
+def _stored(tensor: torch.Tensor) -> bool:
+    """A dense tensor whose values are all in the file (not a view repeating a few of them)."""
+    return (
+        tensor.layout == torch.strided
+        and tensor.numel() * tensor.element_size() <= tensor.untyped_storage().nbytes()
+    )
 
 
 def _not_a_package(path: Path) -> str | None:
