@@ -1,11 +1,14 @@
 """Every trained model kept: a copy of each training round in a per-user folder, newest first.
 
 The folder is ``platformdirs.user_data_dir("napari-unet-loop")/models``, or
-``$NAPARI_UNET_HOME/models`` when that variable is set. Only the newest :data:`KEEP` copies
-stay; older ones are deleted.
+``$NAPARI_UNET_HOME/models`` when that variable is set. The copies share a size budget
+(:data:`BUDGET_MB` unless the user sets another, stored in the folder's ``kept.json``); when a
+new copy takes them over it, the oldest go, except those the user opened (*pinned*), those a
+caller still uses (*protected*, e.g. the source of a layer in the viewer) and the newest one.
 """
 
 import contextlib
+import json
 import os
 import re
 import secrets
@@ -14,22 +17,28 @@ from datetime import datetime
 from pathlib import Path
 
 from .. import PLUGIN
-from ..engine.errors import UNetError
+from ..engine.checks import Bound
+from ..engine.errors import UNetError, os_error_message
 from ..engine.segmenter import Segmenter
 from .model_files import SUFFIX, save_model
 
 HOME_VARIABLE = "NAPARI_UNET_HOME"
-KEEP = 10
+BUDGET_MB = 500
+BUDGET = Bound("space for kept models (MB)", int, 10, 10**6)
+SETTINGS = "kept.json"
 PREFIX = "round-"
 
 
 @dataclass(frozen=True)
 class KeptModel:
-    """A kept copy: its file, when it was written, and a short label for a list."""
+    """A kept copy: its file, when it was written, a short label for a list, its size in
+    bytes, and whether the user opened it (then it is never pruned)."""
 
     path: Path
     saved: datetime
     label: str
+    size: int = 0
+    pinned: bool = False
 
 
 def folder() -> Path:
@@ -43,8 +52,8 @@ def folder() -> Path:
     return base / "models"
 
 
-def keep(segmenter: Segmenter, keep_last: int = KEEP) -> Path:
-    """Write a copy of ``segmenter`` under a new name, delete all but the newest ``keep_last``."""
+def keep(segmenter: Segmenter, protect=()) -> Path:
+    """Write a copy of ``segmenter`` under a new name, then :func:`prune` the older ones."""
     now = datetime.now()
     classes = "-".join(_slug(name) for name in segmenter.class_names[1:]) or "model"
     name = (
@@ -55,22 +64,103 @@ def keep(segmenter: Segmenter, keep_last: int = KEEP) -> Path:
         path = save_model(segmenter, folder() / name)
     except (UNetError, OSError) as error:
         raise UNetError(f"cannot keep a copy of the model in {folder()}: {error}") from error
-    for old in kept()[keep_last:]:
-        with contextlib.suppress(OSError):
-            old.path.unlink(missing_ok=True)
+    prune({path, *protect})
     return path
 
 
-def kept() -> list[KeptModel]:
+def prune(protect=()) -> list[Path]:
+    """Delete the oldest copies that take the kept ones over the budget, never a pinned or
+    protected one; return the deleted paths."""
+    spared = {Path(p).resolve() for p in protect} | set(_settings()["pinned"])
+    used, deleted = 0, []
+    for model in kept():
+        used += model.size
+        if used > budget() and model.path.resolve() not in spared:
+            with contextlib.suppress(OSError):
+                model.path.unlink(missing_ok=True)
+                deleted.append(model.path)
+                used -= model.size
+    return deleted
+
+
+def kept() -> list["KeptModel"]:
     """The kept copies, newest first."""
+    pinned = set(_settings()["pinned"])
     found = []
     for path in folder().glob(f"{PREFIX}*{SUFFIX}"):
         try:
-            saved = datetime.fromtimestamp(path.stat().st_mtime)
+            info = path.stat()
         except OSError:
             continue
-        found.append(KeptModel(path, saved, _label(path.name, saved)))
+        saved = datetime.fromtimestamp(info.st_mtime)
+        found.append(
+            KeptModel(
+                path, saved, _label(path.name, saved), info.st_size, path.resolve() in pinned
+            )
+        )
     return sorted(found, key=lambda model: (model.saved, model.path.name), reverse=True)
+
+
+def budget() -> int:
+    """The space the kept copies may take, in bytes."""
+    return _settings()["budget_mb"] * 2**20
+
+
+def set_budget(megabytes: int) -> None:
+    """Change the space the kept copies may take (stored for the next sessions)."""
+    _store(budget_mb=BUDGET.check(megabytes))
+
+
+def pin(path: str | Path) -> None:
+    """Never delete the kept copy at ``path`` when pruning (the user opened it)."""
+    path = Path(path).resolve()
+    if path.parent == folder().resolve() and path not in _settings()["pinned"]:
+        _store(pinned=[str(p) for p in [*_settings()["pinned"], path]])
+
+
+def summary() -> str:
+    """E.g. "12 rounds kept, 96 MB of 500 MB; opened ones are never deleted"."""
+    models = kept()
+    used = sum(model.size for model in models) / 2**20
+    pinned = sum(model.pinned for model in models)
+    opened = f", {pinned} opened (never deleted)" if pinned else ""
+    return (
+        f"{len(models)} round{'s' if len(models) != 1 else ''} kept, {used:.0f} MB of "
+        f"{budget() // 2**20} MB{opened}; the oldest go first"
+    )
+
+
+def _settings() -> dict:
+    """The stored budget and pins (the defaults where the file is missing or damaged)."""
+    settings = {"budget_mb": BUDGET_MB, "pinned": []}
+    try:
+        stored = json.loads((folder() / SETTINGS).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return settings
+    if isinstance(stored, dict):
+        with contextlib.suppress(UNetError, TypeError):
+            settings["budget_mb"] = BUDGET.check(stored.get("budget_mb", BUDGET_MB))
+        pinned = stored.get("pinned")
+        if isinstance(pinned, list):
+            settings["pinned"] = [Path(p) for p in pinned if isinstance(p, str)]
+    return settings
+
+
+def _store(**changes) -> None:
+    settings = {**_settings(), **changes}
+    settings["pinned"] = [str(p) for p in settings["pinned"]]
+    target = folder() / SETTINGS
+    temporary = target.with_name(f".{SETTINGS}.{secrets.token_hex(3)}")
+    try:
+        folder().mkdir(parents=True, exist_ok=True)
+        temporary.write_text(json.dumps(settings, indent=1), encoding="utf-8")
+        os.replace(temporary, target)
+    except OSError as error:
+        with contextlib.suppress(OSError):
+            temporary.unlink(missing_ok=True)
+        raise UNetError(
+            f"cannot store the kept models' settings: {os_error_message(error)}"
+        ) from None
 
 
 def _label(name: str, saved: datetime) -> str:
