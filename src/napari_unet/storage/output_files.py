@@ -140,7 +140,7 @@ def reserve(
             sweep_stale(path.parent)
             reservation.temporaries.append(_create_temporary(path))
         for folder in {path.parent for path in reservation.paths}:
-            _check_free_space(folder, needed_bytes)
+            check_free_space(folder, needed_bytes)
     except BaseException:
         reservation.release()
         raise
@@ -217,7 +217,8 @@ def _reason(error: OSError) -> str:
     return os_error_message(OSError(error.errno, error.strerror or str(error)))
 
 
-def _check_free_space(folder: Path, needed: int) -> None:
+def check_free_space(folder: Path, needed: int) -> None:
+    """A UNetError when ``needed`` bytes are more than the free space in ``folder``."""
     free = shutil.disk_usage(folder).free
     if needed > free:
         raise UNetError(

@@ -36,12 +36,17 @@ from ..engine.segmenter import Segmenter
 from ..engine.tiling import context
 from .loading import load_model
 from .model_files import load_model_bytes, model_bytes
-from .output_files import FolderOutput
+from .output_files import FolderOutput, check_free_space
 
 DEFAULT_CHUNK = 1024
 CHUNK = Bound("chunk size", int, 32, 16384)
 WORKERS = Bound("number of workers", int, 1, 1024)
 SMALLEST_LEVEL = 256
+MAX_VOXELS = 2**46
+"""Values an input volume may claim (64 T: far beyond any microscope's)."""
+MAX_CHUNKS = 10_000
+SMALL_CHUNK = 64 * 64
+"""Inputs stored in more than MAX_CHUNKS chunks of fewer than SMALL_CHUNK values are refused."""
 _MODELS: dict[str, Segmenter] = {}
 
 
@@ -97,6 +102,7 @@ def open_volume(path: str | Path) -> tuple[object, str, int | None]:
     except Exception as error:
         raise UNetError(f"{path} is not a zarr array or OME-Zarr image: {error}") from None
     if isinstance(node, zarr.Array):
+        check_volume(node, path)
         return node, "", None
     attributes = dict(node.attrs)
     multiscales = attributes.get("ome", attributes).get("multiscales")
@@ -106,16 +112,44 @@ def open_volume(path: str | Path) -> tuple[object, str, int | None]:
     array_path = first["datasets"][0]["path"]
     axes = [a["name"] if isinstance(a, dict) else a for a in first.get("axes", [])]
     array = node[array_path]
+    check_volume(array, path)
     channel_axis = axes.index("c") if "c" in axes else None
     extra = [i for i, a in enumerate(axes) if a not in ("c", "y", "x") and array.shape[i] > 1]
     if len(extra) > 1:
         raise UNetError(
             f"{path} has axes {''.join(axes)} with more than one of them longer than 1 besides "
-            "channels, y and x; napari-unet predicts 2D images and stacks (ZYX or TYX)"
+            "channels, y and x; napari-unet-loop predicts 2D images and stacks (ZYX or TYX)"
         )
     if len(axes) == array.ndim and array.ndim > 3 + (channel_axis is not None):
         raise UNetError(f"{path}: squeeze the length-1 axes of {''.join(axes)} first")
     return array, array_path, channel_axis
+
+
+def check_volume(array, path: Path) -> None:
+    """Refuse at once what the array's metadata makes impossible or hopelessly slow to read,
+    before anything proportional to its claimed size is allocated or read."""
+    shape, chunks = tuple(array.shape), tuple(array.chunks)
+    dtype = np.dtype(array.dtype)
+    if not shape or min(shape) < 1:
+        raise UNetError(f"{path} is an empty array (shape {shape})")
+    if dtype.kind not in "biuf":
+        raise UNetError(f"{path} holds values of type {dtype}; an image holds numbers")
+    if math.prod(shape) > MAX_VOXELS:
+        raise UNetError(
+            f"{path} claims a shape of {' x '.join(map(str, shape))} values, more than the "
+            f"{MAX_VOXELS:.0e} any volume here can have: its metadata is wrong"
+        )
+    stored = math.prod(-(-n // max(1, c)) for n, c in zip(shape, chunks, strict=False))
+    if stored > MAX_CHUNKS and math.prod(chunks) < SMALL_CHUNK:
+        raise UNetError(
+            f"{path} is stored in {stored} chunks of {' x '.join(map(str, chunks))} values, too "
+            "small to be read in a sensible time: rechunk it first (e.g. to 1 x 512 x 512)"
+        )
+
+
+def output_bytes(shape: tuple[int, ...]) -> int:
+    """About the size of the labels of a (Z, Y, X) volume with its pyramid, uncompressed."""
+    return math.prod(shape) * 4 // 3 + 2**20
 
 
 def _channel_axis(shape: tuple[int, ...], found: int | None, given) -> int | None:
@@ -173,6 +207,9 @@ class VolumePredictor:
         channel_axis = _channel_axis(tuple(array.shape), found, channel_axis)
         stack = as_stack(array, channel_axis)
         check_channels(stack, segmenter.in_channels)
+        check_free_space(
+            target.parent if target.parent.exists() else Path("."), output_bytes(stack.shape[:3])
+        )
         multiple = segmenter.config.multiple
         chunk = whole_number("chunk size", CHUNK.check(chunk), 2 * multiple)
         self.chunk = chunk // multiple * multiple
