@@ -65,6 +65,28 @@ def test_instances_are_unique_across_slices(trained, image):
     assert first and second and not first & second
 
 
+def test_a_volume_gives_each_object_one_id_through_z(trained, image):
+    stack = np.stack([image[:200, :240]] * 3)
+    series = predict(trained, stack, instances_of=2, labels=False).instances
+    predictor = Predictor(trained, stack, instances_of=2, volume=True, z_spacing=2.0)
+    events, result = run_to_end(predictor.run())
+    volume = result.instances
+    assert len(events) == 3 and result.complete
+    assert volume.dtype == np.uint32 and volume.shape == stack.shape
+    assert (volume[0] == volume[1]).all() and (volume[1] == volume[2]).all()
+    assert (volume[series > 0] > 0).all()  # specks below min_size pixels are voxels enough
+    per_slice = len(np.unique(series[0])) - 1
+    assert abs((len(np.unique(volume)) - 1) - per_slice) <= 0.1 * per_slice
+
+
+def test_volume_settings_are_checked_in_one_line(trained, image):
+    with pytest.raises(UNetError, match="^a 2D image is not a volume"):
+        Predictor(trained, image, instances_of=2, volume=True)
+    for bad in (0, -2.0, float("nan"), float("inf")):
+        with pytest.raises(UNetError, match=r"^the z spacing \(z step / pixel size\) must be"):
+            Predictor(trained, np.stack([image] * 2), instances_of=2, volume=True, z_spacing=bad)
+
+
 def test_lazy_dask_and_zarr_inputs_predict_like_numpy(trained, image, tmp_path):
     da = pytest.importorskip("dask.array")
     zarr = pytest.importorskip("zarr")

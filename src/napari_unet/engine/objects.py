@@ -62,21 +62,21 @@ def find_objects(
         mask = big[components]
         components = np.where(mask, components, 0)
     if settings.split == 0 or not mask.any():
-        return _renumber(components)
+        return renumber(components)
     height = _height(np.nan_to_num(np.asarray(probability, dtype=np.float32)), mask)
     peaks = (height == ndimage.maximum_filter(height, size=3)) & mask
     markers, n = ndimage.label(peaks, structure=np.ones((3, 3)))
     basins = watershed(-height, markers, mask=mask)
     top = np.zeros(n + 1, dtype=np.float32)
     top[markers[peaks]] = height[peaks]
-    first, second, saddle = _saddles(basins, height)
+    first, second, saddle = saddles(basins, height)
     order = np.argsort(-saddle, kind="stable")
     first, second, saddle = first[order], second[order], saddle[order]
-    owner = _by_dynamics(top, first, second, saddle, settings.split)
+    owner = by_dynamics(top, first, second, saddle, settings.split)
     if settings.min_size > 1:
         sizes = np.bincount(basins.ravel(), minlength=n + 1)
-        owner = _merge_small(owner, sizes, first, second, settings.min_size)
-    return _renumber(owner[basins])
+        owner = merge_small(owner, sizes, first, second, settings.min_size)
+    return renumber(owner[basins])
 
 
 def _height(probability: np.ndarray, mask: np.ndarray) -> np.ndarray:
@@ -87,7 +87,7 @@ def _height(probability: np.ndarray, mask: np.ndarray) -> np.ndarray:
     return np.where(mask, distance * confidence**2, 0).astype(np.float32)
 
 
-def _by_dynamics(top, first, second, saddle, split: float) -> np.ndarray:
+def by_dynamics(top, first, second, saddle, split: float) -> np.ndarray:
     """The object (a basin id) of each basin: basins are joined along their saddles, highest
     first, as in the computation of dynamics; a peak keeps its own object if the saddle
     towards any higher peak is lower than ``split`` times its height."""
@@ -108,7 +108,7 @@ def _by_dynamics(top, first, second, saddle, split: float) -> np.ndarray:
     return owner
 
 
-def _merge_small(owner, sizes, first, second, min_size: int) -> np.ndarray:
+def merge_small(owner, sizes, first, second, min_size: int) -> np.ndarray:
     """Objects below ``min_size`` pixels joined to the neighbour across their highest saddle
     (edges are given highest first)."""
     object_sizes = np.bincount(owner, weights=sizes, minlength=len(owner))
@@ -136,15 +136,14 @@ class _UnionFind:
         return i
 
 
-def _saddles(basins: np.ndarray, height: np.ndarray) -> tuple:
-    """Each pair of adjacent basins and the highest pass between them: the largest of
-    ``min(height)`` over neighbouring pixels of the two."""
+def saddles(basins: np.ndarray, height: np.ndarray) -> tuple:
+    """Each pair of adjacent basins (of a slice or a volume) and the highest pass between
+    them: the largest of ``min(height)`` over neighbouring pixels of the two."""
     stride = int(basins.max()) + 1
     pairs, passes = [], []
-    for lower, upper in (
-        ((slice(None), slice(None, -1)), (slice(None), slice(1, None))),
-        ((slice(None, -1), slice(None)), (slice(1, None), slice(None))),
-    ):
+    for axis in reversed(range(basins.ndim)):
+        lower = tuple(slice(None, -1) if a == axis else slice(None) for a in range(basins.ndim))
+        upper = tuple(slice(1, None) if a == axis else slice(None) for a in range(basins.ndim))
         a, b = basins[lower], basins[upper]
         edge = (a != b) & (a > 0) & (b > 0)
         a, b = a[edge].astype(np.int64), b[edge].astype(np.int64)
@@ -157,7 +156,7 @@ def _saddles(basins: np.ndarray, height: np.ndarray) -> tuple:
     return pairs[last] // stride, pairs[last] % stride, passes[last]
 
 
-def _renumber(objects: np.ndarray) -> np.ndarray:
+def renumber(objects: np.ndarray) -> np.ndarray:
     """Ids 1, 2, ... in uint32, 0 kept."""
     present = np.bincount(objects.ravel()) > 0
     present[0] = False

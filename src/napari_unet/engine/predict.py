@@ -40,6 +40,7 @@ from .images import Normalization, as_stack, check_channels, read_slice, spatial
 from .objects import ObjectSettings, find_objects
 from .segmenter import Segmenter
 from .tiling import balanced_batch, batch_for_memory, context, tile_for_memory, tiles_2d
+from .volume_objects import Z_SPACING, find_volume_objects
 
 READER_THREAD = "napari-unet slice reader"
 CPU_TILE, CPU_BATCH = 512, 1
@@ -86,6 +87,9 @@ class Predictor:
 
     ``tile_size`` and ``batch_size`` default to what the device holds (on a GPU: whole
     slices when they fit, batches sized from the free memory); ``store`` is a new zarr folder.
+    A stack is a series of unrelated slices (objects cut slice by slice) unless ``volume``:
+    then objects continue through z and are cut in 3D once every slice is predicted, a z step
+    counting ``z_spacing`` pixels (z step / pixel size).
     """
 
     def __init__(
@@ -103,6 +107,8 @@ class Predictor:
         batch_size: int | None = None,
         device: str = "auto",
         store: str | Path | None = None,
+        volume: bool = False,
+        z_spacing: float = 1.0,
     ):
         if not isinstance(segmenter, Segmenter):
             raise UNetError(f"prediction needs a model, not {type(segmenter).__name__}")
@@ -131,6 +137,13 @@ class Predictor:
         self.objects = objects or ObjectSettings()
         self._next_instance = 0
         self._flat = len(spatial_shape(image, channel_axis)) == 2
+        self.z_spacing = Z_SPACING.check(z_spacing)
+        self.volume = bool(volume)
+        if self.volume and self._flat:
+            raise UNetError(
+                "a 2D image is not a volume: predict it as an image, or give a (Z, Y, X) stack"
+            )
+        self._class_volume: tuple[np.ndarray, np.ndarray] | None = None
         self._make = _zarr_maker(_new_store(store)) if store is not None else _numpy_maker
         self._wanted = (labels, probabilities, probability_dtype)
         self.result: Prediction | None = None
@@ -177,6 +190,12 @@ class Predictor:
             if reader.error is not None:
                 raise reader.error
         self.result.complete = done == total
+        if self._class_volume is not None:
+            probability, mask = self._class_volume
+            self._class_volume = None
+            objects = find_volume_objects(probability, mask, self.objects, self.z_spacing)
+            del probability, mask
+            self.result.instances[...] = objects
         return self.outputs()
 
     def _fit_to_device(self, net, padded: tuple[int, int], channels: int) -> None:
@@ -289,12 +308,23 @@ class Predictor:
             r.labels[z] = parts["labels"]
         if r.probabilities is not None:
             r.probabilities[:, z] = parts["probabilities"]
-        if r.instances is not None:
+        if r.instances is not None and self.volume:
+            self._keep_for_volume_objects(z, parts)
+        elif r.instances is not None:
             k = self.instances_of
             objects = find_objects(parts["class"], parts["labels"] == k, self.objects)
             objects[objects > 0] += self._next_instance
             self._next_instance = max(self._next_instance, int(objects.max()))
             r.instances[z] = objects
+
+    def _keep_for_volume_objects(self, z: int, parts: dict[str, np.ndarray]) -> None:
+        """Keep slice ``z``'s class probability and mask until the volume is done."""
+        if self._class_volume is None:
+            shape = (self.stack.shape[0], *self.stack.shape[1:3])
+            self._class_volume = (np.zeros(shape, np.float32), np.zeros(shape, bool))
+        probability, mask = self._class_volume
+        probability[z] = parts["class"]
+        mask[z] = parts["labels"] == self.instances_of
 
     def allocate(self) -> Prediction:
         """Create the output arrays (zeros; once), which :meth:`run` fills slice by slice, and
