@@ -60,6 +60,11 @@ def test_bad_training_arguments_are_refused_before_reading_files(tmp_path, capsy
         ("--split", "nan"),
         ("--split", "2"),
         ("--min-size", "-1"),
+        ("--z-spacing", "0"),
+        ("--z-spacing", "-2"),
+        ("--z-spacing", "nan"),
+        ("--z-spacing", "inf"),
+        ("--z-spacing", "x"),
     ],
 )
 def test_bad_prediction_arguments_are_refused(tmp_path, capsys, option, value):

@@ -14,6 +14,7 @@ from ..engine.images import CHANNEL_AXIS
 from ..engine.objects import ObjectSettings
 from ..engine.predict import BATCH_SIZE, INSTANCES_CLASS, TILE_SIZE
 from ..engine.train import TrainSettings
+from ..engine.volume_objects import Z_SPACING
 from ..storage.volumes import CHUNK, DEFAULT_CHUNK, WORKERS
 from . import commands
 
@@ -160,6 +161,17 @@ def _predict_parser(subparsers) -> None:
         "objects smaller than this many pixels are merged or dropped "
         f"(default {objects.min_size})",
         objects.min_size,
+    )
+    predict.add_argument(
+        "--volume",
+        action="store_true",
+        help="the stack is a volume (ZYX): objects continue through z and get one id in 3D "
+        "(default: a series of unrelated slices, objects per slice)",
+    )
+    predict.add_argument(
+        "--z-spacing",
+        type=reader(Z_SPACING),
+        help="with --volume: the z step over the pixel size (default 1)",
     )
     predict.add_argument("--tile-size", type=reader(TILE_SIZE))
     predict.add_argument("--batch-size", type=reader(BATCH_SIZE))

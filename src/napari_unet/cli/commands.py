@@ -105,6 +105,8 @@ def _follow_training(run):
 def predict(args) -> int:
     from ..storage.loading import load_model
 
+    if args.z_spacing is not None and not args.volume:
+        raise UNetError("--z-spacing describes a volume: add --volume (or leave it out)")
     if args.image.is_dir():
         return _predict_volume(args)
     if args.workers or args.scheduler:
@@ -128,6 +130,8 @@ def _predict_image(args, segmenter, image, channel_axis: int | None) -> int:
         tile_size=args.tile_size,
         batch_size=args.batch_size,
         device=args.device,
+        volume=args.volume,
+        z_spacing=args.z_spacing or 1.0,
     )
     pixels = math.prod(predictor.stack.shape[:3])
     outputs = [(args.output, pixels)]
@@ -302,7 +306,7 @@ def _tiff_writer(data: np.ndarray):
     import tifffile
 
     def write(file) -> None:
-        tifffile.imwrite(file, np.asarray(data), compression="zlib")
+        tifffile.imwrite(file, np.asarray(data), compression="zlib", photometric="minisblack")
 
     return write
 

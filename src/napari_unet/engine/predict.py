@@ -141,7 +141,8 @@ class Predictor:
         self.volume = bool(volume)
         if self.volume and self._flat:
             raise UNetError(
-                "a 2D image is not a volume: predict it as an image, or give a (Z, Y, X) stack"
+                "a 2D image is not a volume: predict it without the volume option, or give a "
+                "(Z, Y, X) stack"
             )
         self._class_volume: tuple[np.ndarray, np.ndarray] | None = None
         self._make = _zarr_maker(_new_store(store)) if store is not None else _numpy_maker
