@@ -249,3 +249,13 @@ def test_a_huge_class_name_is_refused_in_one_line(package, tmp_path):
         rdf=lambda r: r["config"]["napari_unet"]["class_names"].__setitem__(1, short),
     )
     refused(path, "must be 1 to 60 printable characters")
+
+
+def test_a_model_file_header_nested_too_deeply_is_refused_in_one_line(tmp_path):
+    header = b"[" * 100_000 + b"]" * 100_000
+    path = tmp_path / "deep.safetensors"
+    path.write_bytes(len(header).to_bytes(8, "little") + header)
+    refused(path, "not a napari-unet-loop model")
+    config = b'{"__metadata__": {"napari-unet": "' + b"[" * 100_000 + b'"}}'
+    path.write_bytes(len(config).to_bytes(8, "little") + config)
+    refused(path, "damaged model config")

@@ -78,3 +78,22 @@ def test_ordinary_chunks_and_sizes_are_accepted(tmp_path, model_path):
     predictor = VolumePredictor(model_path, path, tmp_path / "out.ome.zarr", device="cpu")
     assert predictor.shape == (2, 96, 96)
     assert output_bytes((2, 96, 96)) >= 2 * 96 * 96
+
+
+@pytest.mark.parametrize(
+    ("multiscales", "match"),
+    [
+        ([{"datasets": []}], "damaged OME-Zarr metadata"),
+        ([{"datasets": [{"path": "missing"}]}], "damaged OME-Zarr metadata"),
+        ([{"datasets": [{"path": 0}]}], "damaged OME-Zarr metadata"),
+        (["not a mapping"], "damaged OME-Zarr metadata"),
+        ([{"datasets": [{"path": "0"}], "axes": ["z", "y"]}], "names 2 axes for an array of 3"),
+        ({"a": 1}, "damaged OME-Zarr metadata"),
+    ],
+)
+def test_damaged_ome_zarr_metadata_is_one_line(tmp_path, capsys, model_path, multiscales, match):
+    path = tmp_path / "in.ome.zarr"
+    root = zarr.open_group(str(path), mode="w", zarr_format=2)
+    root.create_array("0", data=np.zeros((2, 64, 64), np.uint8), chunks=(1, 64, 64))
+    root.attrs["multiscales"] = multiscales
+    refused_by_cli(capsys, model_path, path, tmp_path / "out.ome.zarr", match)

@@ -139,8 +139,8 @@ def _not_a_package(path: Path) -> str | None:
     """Why ``path`` must not be replaced by a package (None for a bioimage.io package)."""
     try:
         with zipfile.ZipFile(path) as package:
-            rdf = yaml.safe_load(package.read(RDF))
-    except (*UNREADABLE_ZIP, yaml.YAMLError):
+            rdf = load_yaml(read_member(package, RDF, MAX_RDF_BYTES, DESCRIPTION), DESCRIPTION)
+    except (*UNREADABLE_ZIP, ModelFileError):
         rdf = None
     if isinstance(rdf, dict) and rdf.get("type") == "model":
         return None

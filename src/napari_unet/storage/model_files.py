@@ -191,7 +191,7 @@ def _read_header(file, name: str) -> tuple[dict, UNetConfig, int]:
         raise ModelFileError(not_ours)
     try:
         header = json.loads(file.read(length))
-    except (UnicodeDecodeError, json.JSONDecodeError):
+    except (ValueError, RecursionError):
         raise ModelFileError(not_ours) from None
     if not isinstance(header, dict):
         raise ModelFileError(not_ours)
@@ -200,7 +200,7 @@ def _read_header(file, name: str) -> tuple[dict, UNetConfig, int]:
         raise ModelFileError(f"{name} is a safetensors file but not a napari-unet-loop model")
     try:
         config = json.loads(metadata[FORMAT])
-    except (TypeError, json.JSONDecodeError):
+    except (TypeError, ValueError, RecursionError):
         raise ModelFileError(f"{name} has a damaged model config") from None
     if not isinstance(config, dict):
         raise ModelFileError(f"{name} has a damaged model config")

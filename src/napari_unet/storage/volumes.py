@@ -104,14 +104,7 @@ def open_volume(path: str | Path) -> tuple[object, str, int | None]:
     if isinstance(node, zarr.Array):
         check_volume(node, path)
         return node, "", None
-    attributes = dict(node.attrs)
-    multiscales = attributes.get("ome", attributes).get("multiscales")
-    if not multiscales:
-        raise UNetError(f"{path} is a zarr group but not an OME-Zarr image (no multiscales)")
-    first = multiscales[0]
-    array_path = first["datasets"][0]["path"]
-    axes = [a["name"] if isinstance(a, dict) else a for a in first.get("axes", [])]
-    array = node[array_path]
+    array, array_path, axes = _level0(node, path)
     check_volume(array, path)
     channel_axis = axes.index("c") if "c" in axes else None
     extra = [i for i, a in enumerate(axes) if a not in ("c", "y", "x") and array.shape[i] > 1]
@@ -123,6 +116,29 @@ def open_volume(path: str | Path) -> tuple[object, str, int | None]:
     if len(axes) == array.ndim and array.ndim > 3 + (channel_axis is not None):
         raise UNetError(f"{path}: squeeze the length-1 axes of {''.join(axes)} first")
     return array, array_path, channel_axis
+
+
+def _level0(node, path: Path) -> tuple[object, str, list[str]]:
+    """Level 0 of an OME-Zarr group, its path in the group and its axes, from metadata that
+    may be damaged."""
+    damaged = UNetError(f"{path} has damaged OME-Zarr metadata (multiscales)")
+    attributes = dict(node.attrs)
+    multiscales = attributes.get("ome", attributes)
+    multiscales = multiscales.get("multiscales") if isinstance(multiscales, dict) else None
+    if not multiscales:
+        raise UNetError(f"{path} is a zarr group but not an OME-Zarr image (no multiscales)")
+    try:
+        first = multiscales[0]
+        array_path = first["datasets"][0]["path"]
+        axes = [a["name"] if isinstance(a, dict) else a for a in first.get("axes", [])]
+        array = node[array_path]
+    except (KeyError, IndexError, TypeError, AttributeError):
+        raise damaged from None
+    if not isinstance(array_path, str) or not hasattr(array, "chunks"):
+        raise damaged
+    if axes and (len(axes) != array.ndim or not all(isinstance(a, str) for a in axes)):
+        raise UNetError(f"{path} names {len(axes)} axes for an array of {array.ndim}")
+    return array, array_path, axes
 
 
 def check_volume(array, path: Path) -> None:
