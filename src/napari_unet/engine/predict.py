@@ -40,9 +40,10 @@ from .images import Normalization, as_stack, check_channels, read_slice, spatial
 from .objects import ObjectSettings, find_objects
 from .segmenter import Segmenter
 from .tiling import balanced_batch, batch_for_memory, context, tile_for_memory, tiles_2d
+from .uncertainty import margin_uncertainty
 from .volume_objects import Z_SPACING, find_volume_objects
 
-READER_THREAD = "napari-unet slice reader"
+READER_THREAD = "napari-unet-loop slice reader"
 CPU_TILE, CPU_BATCH = 512, 1
 GPU_TILE, GPU_BATCH = 1024, 8
 MEMORY_FRACTION = 0.5
@@ -74,10 +75,12 @@ class PredictProgress:
 @dataclass
 class Prediction:
     """Outputs, in the input's spatial shape: ``labels`` holds annotation ids (1 = background),
-    ``probabilities`` one array per class id (index 0 = background), ``instances`` object ids."""
+    ``probabilities`` one array per class id (index 0 = background), ``instances`` object ids,
+    ``uncertainty`` how unsure the model is (0..1, see :mod:`.uncertainty`)."""
 
     labels: np.ndarray | None = None
     probabilities: np.ndarray | None = None
+    uncertainty: np.ndarray | None = None
     instances: np.ndarray | None = None
     complete: bool = False
 
@@ -102,6 +105,7 @@ class Predictor:
         probabilities: bool = False,
         probability_dtype: str = "float32",
         instances_of: int | None = None,
+        uncertainty: bool = False,
         objects: ObjectSettings | None = None,
         tile_size: int | None = None,
         batch_size: int | None = None,
@@ -117,8 +121,10 @@ class Predictor:
         self.segmenter = segmenter
         self.stack = as_stack(image, channel_axis)
         check_channels(self.stack, segmenter.in_channels)
-        if not (labels or probabilities or instances_of is not None):
-            raise UNetError("choose at least one output: labels, probabilities or instances")
+        if not (labels or probabilities or uncertainty or instances_of is not None):
+            raise UNetError(
+                "choose at least one output: labels, probabilities, uncertainty or instances"
+            )
         self.instances_of = _check_class(instances_of, segmenter.n_classes)
         probability_dtype = _check_probability_dtype(probability_dtype)
         self._probability_dtype = getattr(torch, probability_dtype.name)
@@ -146,7 +152,7 @@ class Predictor:
             )
         self._class_volume: tuple[np.ndarray, np.ndarray] | None = None
         self._make = _zarr_maker(_new_store(store)) if store is not None else _numpy_maker
-        self._wanted = (labels, probabilities, probability_dtype)
+        self._wanted = (labels, probabilities, probability_dtype, uncertainty)
         self.result: Prediction | None = None
         self._stop = False
 
@@ -282,8 +288,10 @@ class Predictor:
             if r.labels is not None or r.instances is not None:
                 dtype = torch.uint8 if self.segmenter.n_classes < 255 else torch.int32
                 outputs["labels"] = (logits.argmax(1) + 1).to(dtype)
-            if r.probabilities is not None or r.instances is not None:
+            if r.probabilities is not None or r.instances is not None or r.uncertainty is not None:
                 probabilities = torch.softmax(logits, dim=1)
+                if r.uncertainty is not None:
+                    outputs["uncertainty"] = margin_uncertainty(probabilities, axis=1)
                 if r.probabilities is not None:
                     outputs["probabilities"] = probabilities.to(self._probability_dtype)
                 if r.instances is not None:
@@ -309,6 +317,8 @@ class Predictor:
             r.labels[z] = parts["labels"]
         if r.probabilities is not None:
             r.probabilities[:, z] = parts["probabilities"]
+        if r.uncertainty is not None:
+            r.uncertainty[z] = parts["uncertainty"]
         if r.instances is not None and self.volume:
             self._keep_for_volume_objects(z, parts)
         elif r.instances is not None:
@@ -331,7 +341,7 @@ class Predictor:
         """Create the output arrays (zeros; once), which :meth:`run` fills slice by slice, and
         return them as :meth:`outputs` does: a caller may show them while they fill."""
         if self.result is None:
-            labels, probabilities, probability_dtype = self._wanted
+            labels, probabilities, probability_dtype, uncertainty = self._wanted
             stack_shape = (self.stack.shape[0], *self.stack.shape[1:3])
             n = self.segmenter.n_classes
             make = self._make
@@ -343,6 +353,7 @@ class Predictor:
                 if probabilities
                 else None,
                 instances=make("instances", stack_shape, np.uint32) if self.instances_of else None,
+                uncertainty=make("uncertainty", stack_shape, np.float32) if uncertainty else None,
             )
         return self.outputs()
 
@@ -358,6 +369,7 @@ class Predictor:
             labels=None if r.labels is None else r.labels[0],
             probabilities=None if r.probabilities is None else r.probabilities[:, 0],
             instances=None if r.instances is None else r.instances[0],
+            uncertainty=None if r.uncertainty is None else r.uncertainty[0],
             complete=r.complete,
         )
 
