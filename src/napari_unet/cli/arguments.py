@@ -13,6 +13,8 @@ from ..engine.errors import UNetError
 from ..engine.images import CHANNEL_AXIS
 from ..engine.objects import ObjectSettings
 from ..engine.predict import BATCH_SIZE, INSTANCES_CLASS, TILE_SIZE
+from ..engine.regions import COUNT as REGION_COUNT
+from ..engine.regions import DEFAULT_REGION, REGION_SIZE
 from ..engine.train import TrainSettings
 from ..engine.volume_objects import Z_SPACING
 from ..storage.volumes import CHUNK, DEFAULT_CHUNK, WORKERS
@@ -139,6 +141,28 @@ def _predict_parser(subparsers) -> None:
     )
     predict.add_argument("--probabilities", type=_output, help="also write class probabilities")
     predict.add_argument("--instances", type=_output, help="also write object ids (instances)")
+    predict.add_argument(
+        "--uncertainty",
+        type=_output,
+        help="also write how unsure the model is (float32, 0 sure .. 1 unsure)",
+    )
+    predict.add_argument(
+        "--suggest",
+        type=reader(REGION_COUNT),
+        metavar="N",
+        help="print the N regions where annotating next helps most: slice y x size score",
+    )
+    predict.add_argument(
+        "--region-size",
+        type=reader(REGION_SIZE),
+        default=DEFAULT_REGION,
+        help=f"with --suggest: side of the regions in pixels (default {DEFAULT_REGION})",
+    )
+    predict.add_argument(
+        "--annotations",
+        type=Path,
+        help="with --suggest: the image's annotations (TIFF); annotated areas are left out",
+    )
     predict.add_argument(
         "--instances-class",
         type=reader(INSTANCES_CLASS),

@@ -107,6 +107,8 @@ def predict(args) -> int:
 
     if args.z_spacing is not None and not args.volume:
         raise UNetError("--z-spacing describes a volume: add --volume (or leave it out)")
+    if args.annotations is not None and args.suggest is None:
+        raise UNetError("--annotations tells --suggest what is annotated: add --suggest N")
     if args.image.is_dir():
         return _predict_volume(args)
     if args.workers or args.scheduler:
@@ -126,6 +128,7 @@ def _predict_image(args, segmenter, image, channel_axis: int | None) -> int:
         channel_axis=channel_axis,
         probabilities=args.probabilities is not None,
         instances_of=args.instances_class if args.instances else None,
+        uncertainty=args.uncertainty is not None or args.suggest is not None,
         objects=ObjectSettings(split=args.split, min_size=args.min_size),
         tile_size=args.tile_size,
         batch_size=args.batch_size,
@@ -133,18 +136,21 @@ def _predict_image(args, segmenter, image, channel_axis: int | None) -> int:
         volume=args.volume,
         z_spacing=args.z_spacing or 1.0,
     )
+    annotated = _annotated(args.annotations, predictor.stack.shape[:3])
     pixels = math.prod(predictor.stack.shape[:3])
-    outputs = [(args.output, pixels)]
+    outputs = [(args.output, pixels, "labels")]
     if args.probabilities:
-        outputs.append((args.probabilities, pixels * 4 * segmenter.n_classes))
+        outputs.append((args.probabilities, pixels * 4 * segmenter.n_classes, "probabilities"))
     if args.instances:
-        outputs.append((args.instances, pixels * 4))
+        outputs.append((args.instances, pixels * 4, "instances"))
+    if args.uncertainty:
+        outputs.append((args.uncertainty, pixels * 4, "uncertainty"))
     with reserve(
-        [path for path, _ in outputs],
+        [path for path, _, _ in outputs],
         overwrite=args.overwrite,
-        inputs=_inputs(model=args.model, image=args.image),
+        inputs=_inputs(model=args.model, image=args.image, annotations=args.annotations),
         replaceable=_not_a_tiff,
-        needed_bytes=sum(size for _, size in outputs),
+        needed_bytes=sum(size for _, size, _ in outputs),
     ) as reservation:
         started = time.perf_counter()
         result = drain(
@@ -153,21 +159,49 @@ def _predict_image(args, segmenter, image, channel_axis: int | None) -> int:
                 f"slice {event.done}/{event.total}  {event.elapsed:.1f} s", flush=True
             ),
         )
-        arrays = [result.labels, result.probabilities, result.instances]
-        reservation.commit(_tiff_writer(a) for a in arrays if a is not None)
-    for path, _ in outputs:
+        reservation.commit(_tiff_writer(getattr(result, name)) for _, _, name in outputs)
+    for path, _, _ in outputs:
         print(f"wrote {path}")
+    if args.suggest:
+        _print_regions(result.uncertainty, annotated, args.region_size, args.suggest)
     print(f"done in {time.perf_counter() - started:.1f} s")
     return 0
+
+
+def _annotated(path: Path | None, shape: tuple[int, ...]) -> np.ndarray:
+    """Where ``path``'s annotations (a TIFF of ``shape``, Z first) mark something."""
+    if path is None:
+        return np.zeros(shape, bool)
+    annotations = np.asarray(_read_image(path, None)[0])
+    if annotations.shape not in (shape, shape[1:]):
+        raise UNetError(
+            f"the annotations are {annotations.shape} but the image is {shape[-2:]} per slice "
+            f"with {shape[0]} slice(s): give the annotations of this image"
+        )
+    return (annotations > 0).reshape(shape)
+
+
+def _print_regions(uncertainty, annotated, size: int, count: int) -> None:
+    """The ranking of where to annotate next, one region per line."""
+    from ..engine.regions import rank_regions
+
+    unsure = np.asarray(uncertainty).reshape(annotated.shape)
+    regions = rank_regions(unsure, annotated, size=size, count=count)
+    print("# slice y x size score (where annotating next helps most, best first)")
+    for r in regions:
+        print(f"{r.z} {r.y} {r.x} {r.size} {r.score:.4f}")
+    if len(regions) < count:
+        print(f"# only {len(regions)} region(s) hold unsure, unannotated pixels")
 
 
 def _predict_volume(args) -> int:
     """A zarr / OME-Zarr input, predicted chunk by chunk into OME-Zarr labels."""
     from ..storage.volumes import VolumePredictor, cluster_client
 
-    if args.probabilities or args.instances:
+    if args.probabilities or args.instances or args.uncertainty or args.suggest:
         raise UNetError(
-            "zarr inputs give class labels only; --probabilities and --instances need a TIFF"
+            "zarr inputs give class labels only; --probabilities, --instances, --uncertainty "
+            "and --suggest need a TIFF"
         )
     if args.tile_size or args.batch_size:
         raise UNetError(

@@ -15,6 +15,8 @@ from .checks import Bound
 from .errors import UNetError
 
 REGION_SIZE = Bound("region size (pixels)", int, 16, 4096)
+DEFAULT_REGION = 256
+"""About the training patch: a region a user corrects in one go."""
 COUNT = Bound("number of regions", int, 1, 10_000)
 
 
@@ -38,7 +40,7 @@ class Region:
 
 
 def rank_regions(
-    uncertainty: np.ndarray, annotated: np.ndarray, size: int = 256, count: int = 10
+    uncertainty: np.ndarray, annotated: np.ndarray, size: int = DEFAULT_REGION, count: int = 10
 ) -> list[Region]:
     """The ``count`` best regions of a (Y, X) or (Z, Y, X) ``uncertainty`` where ``annotated``
     (same shape) is false, best first; regions with nothing unsure left are never returned."""
