@@ -6,7 +6,8 @@ task reads its chunk of the input plus a margin, predicts it with the :class:`Pr
 writes the centre into exactly its own chunk, so tasks never write the same bytes and a task
 retried after a worker died writes the same chunk again. The normalisation is measured once on
 the whole input and fixed, so every chunk is normalised as the whole volume would be. Results go
-to a hidden folder beside the output, renamed into place when every chunk is done.
+to a hidden folder beside the output, renamed into place when every chunk is done. Objects of
+a volume, when asked for, are then cut block by block and stitched (see stitched_objects).
 """
 
 import dataclasses
@@ -15,6 +16,7 @@ import json
 import logging
 import math
 import os
+import shutil
 from collections.abc import Generator
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -31,12 +33,23 @@ from ..engine.images import (
     check_channels,
     guess_channel_axis,
 )
-from ..engine.predict import MAX_BATCH_PIXELS, Predictor
+from ..engine.objects import ObjectSettings
+from ..engine.predict import INSTANCES_CLASS, MAX_BATCH_PIXELS, Predictor
 from ..engine.segmenter import Segmenter
+from ..engine.stitching import plan_blocks
 from ..engine.tiling import context
+from ..engine.volume_objects import Z_SPACING
 from .loading import load_model
 from .model_files import load_model_bytes, model_bytes
 from .output_files import FolderOutput, check_free_space
+from .stitched_objects import (
+    PROBABILITY,
+    SCRATCH,
+    ObjectsJob,
+    block_shape,
+    create_instances,
+    cut_objects,
+)
 
 DEFAULT_CHUNK = 1024
 CHUNK = Bound("chunk size", int, 32, 16384)
@@ -74,6 +87,8 @@ class Job:
     normalization: dict
     margin: int
     device: str
+    instances_of: int | None = None
+    """The objects' class: its probability is kept for cutting them (None: labels only)."""
 
 
 def _zarr():
@@ -190,7 +205,13 @@ def plan(shape: tuple[int, ...], chunk: int) -> list[Chunk]:
 
 
 class VolumePredictor:
-    """Predicts ``source`` into OME-Zarr labels at ``target``; ``run()`` yields chunks done."""
+    """Predicts ``source`` into OME-Zarr labels at ``target``; ``run()`` yields tasks done.
+
+    With ``instances_of`` (a class id), the objects of that class are cut in 3D (the input is
+    a volume whose z step is ``z_spacing`` pixels), block by block with a halo and stitched
+    across blocks, into the OME-Zarr labels image ``labels/instances`` of the output (on the
+    way, up to 12 bytes a voxel of scratch: the class probability, the blocks' cuts, the ids).
+    """
 
     def __init__(
         self,
@@ -202,7 +223,15 @@ class VolumePredictor:
         device: str = "auto",
         overwrite: bool = False,
         channel_axis: int | None = None,
+        instances_of: int | None = None,
+        objects: ObjectSettings | None = None,
+        z_spacing: float = 1.0,
     ):
+        if objects is not None and not isinstance(objects, ObjectSettings):
+            raise UNetError(f"objects must be ObjectSettings, not {type(objects).__name__}")
+        self.objects = objects or ObjectSettings()
+        self.objects.check()
+        self.z_spacing = Z_SPACING.check(z_spacing)
         target = Path(target)
         if target.exists() and not overwrite:
             raise UNetError(f"{target} exists; choose another output or allow replacing it")
@@ -223,8 +252,11 @@ class VolumePredictor:
         channel_axis = _channel_axis(tuple(array.shape), found, channel_axis)
         stack = as_stack(array, channel_axis)
         check_channels(stack, segmenter.in_channels)
+        instances_of = replace(INSTANCES_CLASS, high=segmenter.n_classes).check(instances_of)
+        scratch = 0 if instances_of is None else 12 * math.prod(stack.shape[:3])  # see below
         check_free_space(
-            target.parent if target.parent.exists() else Path("."), output_bytes(stack.shape[:3])
+            target.parent if target.parent.exists() else Path("."),
+            output_bytes(stack.shape[:3]) + scratch,
         )
         multiple = segmenter.config.multiple
         chunk = whole_number("chunk size", CHUNK.check(chunk), 2 * multiple)
@@ -233,6 +265,11 @@ class VolumePredictor:
         normalization = replace(measured, mode="fixed")
         self.shape = tuple(stack.shape[:3])
         self.flat = len(array.shape) - (channel_axis is not None) == 2
+        if instances_of is not None and self.flat:
+            raise UNetError(
+                "a 2D image is not a volume: objects of a zarr input are cut in 3D, give a "
+                "(Z, Y, X) volume"
+            )
         self.target = target
         self.class_names = segmenter.class_names
         self.output = FolderOutput(target)
@@ -247,17 +284,20 @@ class VolumePredictor:
             normalization.to_dict(),
             context(multiple),
             device,
+            instances_of,
         )
 
     def run(self, client=None) -> Generator[tuple[int, int], None, Path]:
         """Predict every chunk (on ``client``'s cluster when given); yield (done, total)."""
         chunks = plan(self.shape, self.chunk)
+        blocks = self._blocks()
+        total = len(chunks) + (2 * len(plan_blocks(self.shape, *blocks)) if blocks else 0)
         self._create_output()
         try:
             if client is None:
                 for done, chunk in enumerate(chunks, start=1):
                     predict_chunk(self.job, chunk)
-                    yield done, len(chunks)
+                    yield done, total
             else:
                 from distributed import as_completed
 
@@ -265,12 +305,31 @@ class VolumePredictor:
                 futures = client.map(predict_chunk, [job] * len(chunks), chunks, pure=False)
                 for done, future in enumerate(as_completed(futures), start=1):
                     future.result()
-                    yield done, len(chunks)
+                    yield done, total
+            if blocks:
+                objects_job = ObjectsJob(
+                    self.job.target,
+                    self.job.instances_of,
+                    self.objects.split,
+                    self.objects.min_size,
+                    self.z_spacing,
+                )
+                done = len(chunks)
+                for _ in cut_objects(objects_job, self.shape, *blocks, client):
+                    done += 1
+                    yield done, total
+                shutil.rmtree(self.folder / SCRATCH)
             self._write_levels()
             self.output.commit()
         finally:
             self.output.release()
         return self.target
+
+    def _blocks(self) -> tuple | None:
+        """(core, halo) of the objects' blocks; None without objects."""
+        if self.job.instances_of is None:
+            return None
+        return block_shape(self.shape, self.chunk, self.z_spacing)
 
     def _create_output(self) -> None:
         root = _zarr().open_group(str(self.folder), mode="w", zarr_format=2)
@@ -278,6 +337,8 @@ class VolumePredictor:
         chunks = (self.chunk, self.chunk) if self.flat else (1, self.chunk, self.chunk)
         root.create_array("0", shape=shape, chunks=chunks, dtype=np.uint8, fill_value=0)
         root.attrs.update(self._metadata(levels=1))
+        if self.job.instances_of is not None:
+            create_instances(root, self.shape, self._blocks()[0])
 
     def _write_levels(self) -> None:
         """Levels 1, 2, ...: every other pixel of the level above, down to 256 pixels, one
@@ -342,15 +403,27 @@ def predict_chunk(job: Job, chunk: Chunk) -> None:
         largest = math.isqrt(MAX_BATCH_PIXELS) // multiple * multiple  # or as large as allowed
         side = max(min(max(y1 - y0, x1 - x0), largest), 2 * context(multiple) + multiple)
         sizes = {"tile_size": -(-side // multiple) * multiple, "batch_size": 1}
-    result = Predictor(segmenter, region, channel_axis=channel_axis, device=job.device, **sizes)
+    wanted = job.instances_of is not None
+    result = Predictor(
+        segmenter,
+        region,
+        channel_axis=channel_axis,
+        device=job.device,
+        probabilities=wanted,
+        **sizes,
+    )
     for _ in result.run():
         pass
-    labels = result.outputs().labels[chunk.y0 - y0 : chunk.y1 - y0, chunk.x0 - x0 : chunk.x1 - x0]
-    output = zarr.open_group(job.target, mode="r+")["0"]
-    if output.ndim == 2:
-        output[chunk.y0 : chunk.y1, chunk.x0 : chunk.x1] = labels
+    centre = (slice(chunk.y0 - y0, chunk.y1 - y0), slice(chunk.x0 - x0, chunk.x1 - x0))
+    labels = result.outputs().labels[centre]
+    output = zarr.open_group(job.target, mode="r+")
+    if output["0"].ndim == 2:
+        output["0"][chunk.y0 : chunk.y1, chunk.x0 : chunk.x1] = labels
     else:
-        output[chunk.z, chunk.y0 : chunk.y1, chunk.x0 : chunk.x1] = labels
+        output["0"][chunk.z, chunk.y0 : chunk.y1, chunk.x0 : chunk.x1] = labels
+    if wanted:
+        probability = result.outputs().probabilities[job.instances_of - 1][centre]
+        output[PROBABILITY][chunk.z, chunk.y0 : chunk.y1, chunk.x0 : chunk.x1] = probability
 
 
 def _model(job: Job) -> Segmenter:
