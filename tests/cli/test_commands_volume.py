@@ -50,3 +50,40 @@ def test_a_z_spacing_without_volume_is_one_line(files, capsys):
     assert main(predict(files, "stack.tif", *out)) == 2
     one_error_line(capsys, "add --volume")
     assert not (files / "labels.tif").exists()
+
+
+def test_a_bare_instances_flag_needs_a_zarr_volume(files, capsys):
+    out = ["-o", str(files / "labels.tif"), "--instances"]
+    assert main(predict(files, "stack.tif", *out, "--volume")) == 2
+    one_error_line(capsys, "--instances needs a TIFF file")
+
+
+@pytest.fixture
+def zarr_volume(files, image):
+    zarr = pytest.importorskip("zarr", minversion="3")
+    stack = np.stack([image[2 * k : 128 + 2 * k, :160] for k in range(3)])
+    source = files / "in.zarr"
+    zarr.open_array(str(source), mode="w", shape=stack.shape, dtype=stack.dtype)[...] = stack
+    return source
+
+
+def test_objects_of_a_zarr_volume_go_into_its_ome_zarr_output(files, zarr_volume, capsys):
+    zarr = pytest.importorskip("zarr", minversion="3")
+    target = files / "out.ome.zarr"
+    options = ["-o", str(target), "--chunk", "64", "--volume", "--z-spacing", "2", "--instances"]
+    assert main(predict(files, "in.zarr", *options)) == 0
+    output = zarr.open_group(str(target), mode="r")
+    labels, objects = output["0"][...], output["labels/instances/0"][...]
+    assert objects.shape == labels.shape == (3, 128, 160) and objects.max() > 5
+    assert ((objects > 0) <= (labels == 2)).all()
+    column = objects[:, 64, 80]
+    assert len(set(column[column > 0])) <= 1  # one id through z where a nucleus is
+
+
+def test_objects_of_a_zarr_input_need_volume_and_no_file(files, zarr_volume, capsys):
+    target = ["-o", str(files / "out.ome.zarr")]
+    assert main(predict(files, "in.zarr", *target, "--instances")) == 2
+    one_error_line(capsys, "add --volume")
+    assert main(predict(files, "in.zarr", *target, "--volume", "--instances", "i.tif")) == 2
+    one_error_line(capsys, "without a file name")
+    assert not (files / "out.ome.zarr").exists()

@@ -140,7 +140,15 @@ def _predict_parser(subparsers) -> None:
         help="labels TIFF to write (an OME-Zarr folder for a zarr input)",
     )
     predict.add_argument("--probabilities", type=_output, help="also write class probabilities")
-    predict.add_argument("--instances", type=_output, help="also write object ids (instances)")
+    predict.add_argument(
+        "--instances",
+        type=_output,
+        nargs="?",
+        const=commands.IN_THE_OUTPUT,
+        metavar="TIFF",
+        help="also write object ids (instances); for a zarr volume (with --volume) give no "
+        "file: they go into the output OME-Zarr as labels/instances",
+    )
     predict.add_argument(
         "--uncertainty",
         type=_output,

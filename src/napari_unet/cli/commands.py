@@ -15,6 +15,9 @@ from ..engine.objects import ObjectSettings
 from ..engine.progress import drain
 
 TIFF_MAGIC = (b"II*\0", b"MM\0*", b"II+\0", b"MM\0+")
+IN_THE_OUTPUT = object()
+"""``--instances`` given without a file: a zarr volume's objects go into its OME-Zarr output
+(not a string, which argparse would read as a file name)."""
 QT_BINDINGS = ("PyQt6", "PySide6", "PyQt5", "PySide2")
 INSTALL_QT = 'install a Qt binding: pip install "napari[all]" (or pip install PyQt6)'
 
@@ -113,6 +116,8 @@ def predict(args) -> int:
         return _predict_volume(args)
     if args.workers or args.scheduler:
         raise UNetError("--workers and --scheduler are for zarr / OME-Zarr inputs")
+    if args.instances is IN_THE_OUTPUT:
+        raise UNetError("--instances needs a TIFF file to write for a TIFF input")
     segmenter = load_model(args.model)
     with _open_image(args.image, args.channel_axis) as (image, channel_axis):
         return _predict_image(args, segmenter, image, channel_axis)
@@ -198,10 +203,20 @@ def _predict_volume(args) -> int:
     """A zarr / OME-Zarr input, predicted chunk by chunk into OME-Zarr labels."""
     from ..storage.volumes import VolumePredictor, cluster_client
 
-    if args.probabilities or args.instances or args.uncertainty or args.suggest:
+    if args.probabilities or args.uncertainty or args.suggest:
         raise UNetError(
-            "zarr inputs give class labels only; --probabilities, --instances, --uncertainty "
-            "and --suggest need a TIFF"
+            "zarr inputs give class labels only (and objects of a volume: --volume "
+            "--instances); --probabilities, --uncertainty and --suggest need a TIFF"
+        )
+    if args.instances is not None and args.instances is not IN_THE_OUTPUT:
+        raise UNetError(
+            "the objects of a zarr volume go into the output OME-Zarr (labels/instances): "
+            "give --instances without a file name"
+        )
+    if args.instances and not args.volume:
+        raise UNetError(
+            "objects of a zarr input are cut in 3D: add --volume (objects slice by slice "
+            "need a TIFF)"
         )
     if args.tile_size or args.batch_size:
         raise UNetError(
@@ -215,6 +230,9 @@ def _predict_volume(args) -> int:
         device=args.device,
         overwrite=args.overwrite,
         channel_axis=args.channel_axis,
+        instances_of=args.instances_class if args.instances else None,
+        objects=ObjectSettings(split=args.split, min_size=args.min_size),
+        z_spacing=args.z_spacing or 1.0,
     )
     started, client, written = time.perf_counter(), None, False
     try:
@@ -222,7 +240,7 @@ def _predict_volume(args) -> int:
             client = cluster_client(args.workers, args.scheduler)
         for done, total in predictor.run(client):
             if done == total or done % max(1, total // 20) == 0:
-                print(f"chunk {done}/{total}  {time.perf_counter() - started:.1f} s", flush=True)
+                print(f"task {done}/{total}  {time.perf_counter() - started:.1f} s", flush=True)
         written = True
     finally:
         _close_quietly(client, interrupted_ok=written)
