@@ -12,6 +12,7 @@ from napari_unet import PLUGIN
 from napari_unet.engine.train import TrainSettings
 from napari_unet.samples import nuclei
 from napari_unet.widgets import UNetWidget
+from napari_unet.widgets._train import CONTINUE
 
 from .dock_helpers import TINY, WAIT_MS, long_stack, messages, predict, tiny_model, train
 
@@ -81,17 +82,14 @@ def test_errors_are_notifications(make_napari_viewer, qtbot, tiny, notes):
     viewer.add_image(np.zeros((96, 96, 3), np.uint8), name="rgb", rgb=True)
     widget.predict.image_combo.choose(viewer.layers["rgb"])
     widget.predict.predict()
-    assert "expects 1 channel(s) but the image has 3" in messages(notes)
-    notes.clear()
-    widget.annotate.image_combo.choose(viewer.layers["rgb"])
-    widget.annotate.annotations_combo.choose(widget.annotate.new_annotations())
-    widget.train.start()
-    assert "expects 1 channel(s) but the image has 3" in messages(notes)
+    assert "the model takes 1 channel(s) and the image has 3" in messages(notes)
+    assert "train a new model on this one (Continue unticked)" in messages(notes)
 
 
 def test_closing_the_viewer_mid_training_and_prediction_stops_the_workers(
-    make_napari_viewer, qtbot, tiny
+    make_napari_viewer, qtbot, tiny, monkeypatch
 ):
+    monkeypatch.setattr("napari_unet.widgets._train.ask_how_to_train", lambda *a, **k: CONTINUE)
     viewer = make_napari_viewer()
     viewer.open_sample(PLUGIN, "nuclei_annotated")
     widget = UNetWidget(viewer)

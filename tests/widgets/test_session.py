@@ -53,7 +53,7 @@ def test_a_kept_round_becomes_the_model_and_a_problem_is_a_warning(
     assert session.model is None and replaced == []
     session.keep_round(Round(trained, TRAINED, None, "the disk is full"))
     assert session.model is trained and session.model_file is None and replaced == [TRAINED]
-    assert "Save the new model with Save…: the disk is full" in messages(notes)
+    assert "It is in no file (the disk is full): Model › Save… keeps it." in messages(notes)
 
 
 def test_only_a_model_in_no_file_needs_consent_to_be_replaced(

@@ -34,6 +34,7 @@ from ._layers import (
     class_names,
     free_name,
     image_data,
+    is_image_to_segment,
     objects_colormap,
     paints_objects,
     placement,
@@ -69,7 +70,7 @@ class AnnotateSection(QGroupBox):
         super().__init__("1 · Annotate", parent)
         self.session = session
         viewer = session.viewer
-        self.image_combo = LayerCombo(viewer, Image)
+        self.image_combo = LayerCombo(viewer, Image, accept=is_image_to_segment)
         self.annotations_combo = LayerCombo(viewer, Labels, accept=self._fits)
         self.image_combo.currentIndexChanged.connect(self.annotations_combo.refresh)
         self.annotations_combo.setToolTip("Labels layers of the image's shape")

@@ -100,6 +100,16 @@ def channel_axis(layer: Image) -> int | None:
     return -1 if layer.rgb else None
 
 
+def channel_count(layer: Image) -> int:
+    """The channels of the image the engine sees: those of an RGB(A) layer, else one."""
+    return int(image_data(layer).shape[-1]) if layer.rgb else 1
+
+
+def is_image_to_segment(layer: Image) -> bool:
+    """Whether ``layer`` is an image, not a probability this plugin predicted."""
+    return layer.metadata.get(OUTPUT_KEY) != "probability"
+
+
 def spatial_shape(layer: Image) -> tuple[int, ...]:
     """The image's shape without the RGB axis."""
     shape = tuple(image_data(layer).shape)
@@ -120,6 +130,14 @@ def class_names(layer: Labels, count: int = 2) -> list[str]:
     count = max(count, len(stored), 2)
     defaults = default_class_names(count)
     return [stored[i] if i < len(stored) and stored[i] else defaults[i] for i in range(count)]
+
+
+def stored_class_names(layer: Labels) -> list[str]:
+    """The names stored with ``layer`` ("" where a name is missing), none for a layer not
+    made or named in the dock."""
+    return [
+        name if isinstance(name, str) else "" for name in layer.metadata.get(CLASS_NAMES_KEY, [])
+    ]
 
 
 def set_class_names(layer: Labels, names: list[str]) -> None:

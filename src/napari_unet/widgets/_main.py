@@ -1,13 +1,21 @@
 """The U-Net dock widget: annotate, train, keep the model, predict, in one scrollable column."""
 
-from qtpy.QtCore import QEvent, QSize, Qt
-from qtpy.QtWidgets import QFrame, QScrollArea, QSizePolicy, QVBoxLayout, QWidget
+from qtpy.QtCore import QEvent, QObject, QSize, Qt, QTimer
+from qtpy.QtWidgets import (
+    QAbstractSpinBox,
+    QComboBox,
+    QFrame,
+    QScrollArea,
+    QSizePolicy,
+    QVBoxLayout,
+    QWidget,
+)
 
-from . import _jobs
+from . import _closing, _jobs
 from ._annotate import AnnotateSection
 from ._model import ModelSection
 from ._predict import PredictSection
-from ._session import session_of
+from ._session import remember, session_of
 from ._train import TrainSection
 
 
@@ -38,6 +46,25 @@ class VerticalScroll(QScrollArea):
         return super().eventFilter(watched, event)
 
 
+class WheelGuard(QObject):
+    """The mouse wheel over a combo box or spin box without focus scrolls the dock, and
+    changes no value (scrolling to Predict changed the model under Recent)."""
+
+    def eventFilter(self, watched, event) -> bool:
+        if event.type() == QEvent.Type.Wheel and not watched.hasFocus():
+            event.ignore()  # ignored, the event goes on to the scroll area
+            return True
+        return False
+
+
+def guard_wheel(root: QWidget) -> None:
+    guard = WheelGuard(root)
+    for kind in (QComboBox, QAbstractSpinBox):
+        for control in root.findChildren(kind):
+            control.setFocusPolicy(Qt.FocusPolicy.StrongFocus)
+            control.installEventFilter(guard)
+
+
 class UNetWidget(QWidget):
     """Annotate a few slices, train a U-Net in the background, predict, correct, repeat."""
 
@@ -63,14 +90,36 @@ class UNetWidget(QWidget):
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
         layout.addWidget(scroll)
+        guard_wheel(column)
+        remember(self.session.settings, self.settings_controls())
         self._docked = False
+        self._guard_later = QTimer(self, singleShot=True, interval=0)
+        self._guard_later.timeout.connect(lambda: _closing.guard(self.session, self))
+
+    def settings_controls(self) -> dict:
+        """The controls whose values a dock opened again starts from (the unit before the
+        duration: choosing a unit sets its default duration)."""
+        train, predict = self.train, self.predict
+        return {
+            "train unit": train.unit,
+            "train duration": train.duration,
+            "model size": train.size,
+            "device": self.model.device,
+            "classes": predict.classes,
+            "probabilities": predict.probabilities,
+            "objects": predict.instances,
+            "split": predict.split,
+            "min size": predict.min_size,
+        }
 
     def event(self, event) -> bool:
-        """Stop the running jobs when napari takes the dock away (its close button, or the
-        window closing): the session keeps the model for a dock opened again."""
+        """Guard napari's window once docked (a close while training keeps the round); stop
+        the running jobs when napari takes the dock away (its close button): the session keeps
+        the model for a dock opened again."""
         if event.type() == QEvent.Type.ParentChange:
             if self.parent() is not None:
                 self._docked = True
+                self._guard_later.start()
             elif self._docked:
                 self._docked = False
                 self.shut_down()

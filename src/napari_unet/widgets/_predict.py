@@ -32,10 +32,12 @@ from ._layers import (
     OUTPUT_KEY,
     PAINT_KEY,
     channel_axis,
+    channel_count,
     class_colormap,
     current_index,
     free_name,
     image_data,
+    is_image_to_segment,
     is_unedited_output,
     placement,
     probability_colormap,
@@ -50,7 +52,7 @@ class PredictSection(QGroupBox):
     def __init__(self, session: Session, annotate: AnnotateSection, parent=None):
         super().__init__("4 · Predict", parent)
         self.session, self.annotate = session, annotate
-        self.image_combo = LayerCombo(session.viewer, Image)
+        self.image_combo = LayerCombo(session.viewer, Image, accept=is_image_to_segment)
         self.classes = QCheckBox("Classes")
         self.classes.setChecked(True)
         self.classes.setToolTip("A Labels layer with the annotation ids; background transparent")
@@ -163,6 +165,14 @@ class PredictSection(QGroupBox):
             return
         if image is None:
             show_error("Prediction needs an image: open one and choose it under Predict.")
+            return
+        channels = channel_count(image)
+        if channels != model.in_channels:
+            show_error(
+                f"Cannot predict '{image.name}': the model takes {model.in_channels} "
+                f"channel(s) and the image has {channels}; choose an image like those the "
+                "model was trained on, or train a new model on this one (Continue unticked)."
+            )
             return
         data = image_data(image)
         index = None

@@ -1,9 +1,9 @@
 """Train: a round of training in a thread worker, with a live loss plot and Stop."""
 
 import copy
-import functools
+import dataclasses
 
-from napari.utils.notifications import show_error, show_info, show_warning
+from napari.utils.notifications import show_error, show_warning
 from qtpy.QtWidgets import (
     QCheckBox,
     QComboBox,
@@ -12,6 +12,7 @@ from qtpy.QtWidgets import (
     QGroupBox,
     QHBoxLayout,
     QLabel,
+    QMessageBox,
     QProgressBar,
     QPushButton,
     QVBoxLayout,
@@ -22,7 +23,14 @@ from ..engine.train import Trainer, TrainProgress, TrainSettings
 from ..storage import autosave
 from . import _jobs
 from ._annotate import AnnotateSection
-from ._layers import channel_axis, class_names, image_data, training_annotations
+from ._layers import (
+    channel_axis,
+    channel_count,
+    class_names,
+    image_data,
+    stored_class_names,
+    training_annotations,
+)
 from ._plot import LossPlot, readable_loss
 from ._session import CONTINUED, LOADED, TRAINED, Round, Session, confirm_replace
 
@@ -33,6 +41,7 @@ SIZES = {
 }
 DURATION_DEFAULTS = {"minutes": 2.0, "steps": 500}
 PROGRESS_SCALE = 1000
+CONTINUE, NEW = "continue", "new"
 
 
 class TrainSection(QGroupBox):
@@ -84,7 +93,7 @@ class TrainSection(QGroupBox):
         layout.addWidget(self.plot)
 
         self._show_later = _jobs.Throttle(self._show, parent=self)
-        self.trainer: Trainer | None = None
+        self.job: RoundJob | None = None
         self.worker = None
         self.last: TrainProgress | None = None
         self._outcome = ""
@@ -110,7 +119,7 @@ class TrainSection(QGroupBox):
 
     def start(self) -> None:
         """Start a round on the chosen image and a snapshot of its annotations."""
-        if self.worker is not None:
+        if self.job is not None:
             return
         image, annotations = self.annotate.image(), self.annotate.annotations()
         if image is None:
@@ -121,21 +130,27 @@ class TrainSection(QGroupBox):
             return
         model = self.session.model
         resume = model is not None and self.resume.isChecked()
+        if resume:
+            resume = self._continue_here(image, annotations)
+            if resume is None:
+                return
         if not resume and not confirm_replace(self.session, self):
             return
+        _jobs.leave_a_core_for_the_gui()
         try:
             trainer = Trainer(
                 image_data(image),
                 training_annotations(annotations),
                 channel_axis=channel_axis(image),
                 settings=self.settings(resume),
-                segmenter=copy.deepcopy(model) if resume else None,
+                segmenter=renamed(model, annotations) if resume else None,
                 class_names=class_names(annotations, 2),
             )
         except UNetError as error:
             show_error(f"Cannot train: {error}")
             return
-        self.trainer, self.last, self._inputs = trainer, None, (image, annotations)
+        job = RoundJob(trainer, CONTINUED if resume else TRAINED, image.name)
+        self.job, self.last, self._inputs = job, None, (image, annotations)
         self._outcome = "Not trained."
         if not resume:
             self.plot.clear()
@@ -143,21 +158,49 @@ class TrainSection(QGroupBox):
         self.progress.setValue(0)
         self.status.setText("Preparing the annotated slices…")
         self.worker = _jobs.start(
-            train_and_keep,
-            trainer,
-            CONTINUED if resume else TRAINED,
+            job.run,
+            on_quit=lambda: job.stop("napari is closing"),
             yielded=self._progress,
             returned=[self.session.keep_round, self._trained],
             errored=self._failed,
-            finished=[self._finished, functools.partial(self.session.set_training, False)],
+            finished=[self._finished, self.session.end_round],
         )
-        self.session.set_training(True)
+        self.session.begin_round(job)
 
     def stop(self) -> None:
-        """End the round after the current step; the best weights are kept."""
-        if self.trainer is not None:
-            self.trainer.stop()
+        """End the round after the current step; the model trained so far is kept."""
+        if self.job is not None:
+            self.job.stop("Stop was pressed")
             self.status.setText("Stopping after this step…")
+
+    def _continue_here(self, image, annotations) -> bool | None:
+        """Whether to fine-tune the current model on ``image`` (False: a new model; None:
+        cancelled), asking when the image, its channels or the class names differ from the
+        model's; a new model unticks Continue."""
+        model = self.session.model
+        channels = channel_count(image)
+        if channels != model.in_channels:
+            text = (
+                f"The current model takes {model.in_channels} channel(s) and '{image.name}' "
+                f"has {channels}, so it cannot be fine-tuned on it. Train a new model on "
+                f"'{image.name}' instead (Continue unticked)?"
+            )
+            choice = ask_how_to_train(self, text, can_continue=False)
+        else:
+            reasons = differences(model, image, annotations, self.session.trained_on)
+            if not reasons:
+                return True
+            text = (
+                "The current model may not fit these annotations:\n"
+                + "\n".join(f"• {reason}" for reason in reasons)
+                + "\n\nFine-tune it anyway (it takes the class names of the annotations), or "
+                "train a new model?"
+            )
+            choice = ask_how_to_train(self, text, can_continue=True)
+        if choice == NEW:
+            self.resume.setChecked(False)
+            return False
+        return True if choice == CONTINUE else None
 
     def _progress(self, progress: TrainProgress) -> None:
         self.last = progress
@@ -171,21 +214,15 @@ class TrainSection(QGroupBox):
         self.plot.update()
 
     def _trained(self, outcome: Round) -> None:
-        if outcome.segmenter is None or self.last is None:
-            show_info("Training stopped before its first step; the model is unchanged.")
-            return
-        self._outcome = summarize(self.last)
-        dice = outcome.segmenter.history[-1].get("validation_dice")
-        score = "" if dice is None else f", validation Dice {dice:.2f}"
-        kept = "" if outcome.file is None else " Kept under Model › Recent."
-        show_info(f"Training round done: {self.last.step} steps{score}.{kept}")
+        if outcome.segmenter is not None and self.last is not None:
+            self._outcome = summarize(self.last)
 
     def _failed(self, error: BaseException) -> None:
         self._outcome = "Training failed: see the notification."
         _jobs.notify_error("Training failed", error)
 
     def _finished(self) -> None:
-        self.trainer, self.worker, self._inputs = None, None, ()
+        self.job, self.worker, self._inputs = None, None, ()
         self._show_later.stop()
         self._show()
         self.progress.setValue(PROGRESS_SCALE if self._outcome.startswith("Done") else 0)
@@ -193,11 +230,11 @@ class TrainSection(QGroupBox):
 
     def shut_down(self) -> None:
         """Stop the round because the dock closes: the session still receives the model."""
-        if self.trainer is not None:
-            self.trainer.stop()
-            show_info(
-                "The U-Net dock was closed: training stops after this step. The model is "
-                "kept: open the dock again, or find it under Model › Recent."
+        if self.job is not None:
+            self.job.stop("the dock was closed")
+            show_warning(
+                "The U-Net dock was closed: training stops after this step, and its model is "
+                "then kept under Model › Recent."
             )
 
     def _model_replaced(self, how: str) -> None:
@@ -207,11 +244,11 @@ class TrainSection(QGroupBox):
             self.plot.clear()
 
     def _layer_removed(self, event) -> None:
-        if self.trainer is not None and event.value in self._inputs:
-            self.trainer.stop()
+        if self.job is not None and event.value in self._inputs:
+            self.job.stop(f"layer '{event.value.name}' was deleted")
             show_warning(
-                f"Training stopped: layer '{event.value.name}' was deleted. "
-                "The best weights so far are kept."
+                f"Training stops after this step: layer '{event.value.name}' was deleted. "
+                "Its model is then kept under Model › Recent."
             )
 
     def _sync(self) -> None:
@@ -228,6 +265,26 @@ class TrainSection(QGroupBox):
         self.duration.setValue(DURATION_DEFAULTS[unit])
 
 
+class RoundJob:
+    """A training round for a worker thread: however it ends (its steps or time, Stop, a
+    deleted layer, the dock or napari closing), it returns its model kept in the autosave
+    folder, and why it ended early."""
+
+    def __init__(self, trainer: Trainer, how: str, image_name: str):
+        self.trainer, self.how, self.image_name = trainer, how, image_name
+        self.stopped_by: str | None = None
+
+    def stop(self, reason: str) -> None:
+        """End the round after the current step; the first ``reason`` given is reported."""
+        if self.stopped_by is None:
+            self.stopped_by = reason
+        self.trainer.stop()
+
+    def run(self):
+        outcome = yield from train_and_keep(self.trainer, self.how)
+        return dataclasses.replace(outcome, stopped_by=self.stopped_by)
+
+
 def train_and_keep(trainer: Trainer, how: str):
     """The trainer's progress, then the round's outcome, the model kept in the autosave folder
     (in the worker thread: the model is kept even if the dock is gone)."""
@@ -238,6 +295,49 @@ def train_and_keep(trainer: Trainer, how: str):
         return Round(segmenter, how, autosave.keep(segmenter))
     except UNetError as error:
         return Round(segmenter, how, problem=str(error))
+
+
+def differences(model, image, annotations, trained_on: str | None) -> list[str]:
+    """Why fine-tuning ``model`` on ``image`` and ``annotations`` may cross datasets: another
+    image than the one it was trained on here, other names for its classes."""
+    found = []
+    if trained_on is not None and trained_on != image.name:
+        found.append(f"it was trained on '{trained_on}', not on '{image.name}'")
+    stored = stored_class_names(annotations)
+    for label, (theirs, ours) in enumerate(zip(stored, model.class_names, strict=False), 1):
+        if theirs and theirs != ours:
+            found.append(
+                f"id {label} is '{theirs}' in '{annotations.name}', '{ours}' in the model"
+            )
+    return found
+
+
+def renamed(model, annotations):
+    """A copy of ``model`` whose classes take the names the annotations give them."""
+    copied = copy.deepcopy(model)
+    stored = stored_class_names(annotations)
+    copied.class_names = [
+        stored[i] if i < len(stored) and stored[i] else name
+        for i, name in enumerate(model.class_names)
+    ]
+    return copied
+
+
+def ask_how_to_train(parent, text: str, can_continue: bool) -> str:
+    """``CONTINUE``, ``NEW`` or "" (cancelled), asked with ``text``."""
+    box = QMessageBox(
+        QMessageBox.Icon.Question, "Continue the current model?", text, parent=parent
+    )
+    role = QMessageBox.ButtonRole
+    choices = {}
+    if can_continue:
+        choices[box.addButton("Fine-tune it", role.AcceptRole)] = CONTINUE
+    new = box.addButton("New model", role.AcceptRole)
+    choices[new] = NEW
+    box.addButton(QMessageBox.StandardButton.Cancel)
+    box.setDefaultButton(new)
+    box.exec()
+    return choices.get(box.clickedButton(), "")
 
 
 def describe(progress: TrainProgress) -> str:
