@@ -13,9 +13,18 @@ from skimage.measure import label as connected_components
 from napari_unet import PLUGIN
 from napari_unet.engine import predict as predict_module
 from napari_unet.widgets import UNetWidget
-from napari_unet.widgets._layers import EDITED_KEY
+from napari_unet.widgets._layers import EDITED_KEY, OUTPUT_KEY
 
-from .dock_helpers import WAIT_MS, long_stack, messages, predict, stack_image, tiny_model, train
+from .dock_helpers import (
+    WAIT_MS,
+    long_stack,
+    messages,
+    objects_layer,
+    predict,
+    stack_image,
+    tiny_model,
+    train,
+)
 
 
 def test_stack_predicts_every_slice_and_the_current_one(make_napari_viewer, qtbot):
@@ -133,3 +142,44 @@ def test_objects_of_a_class_use_the_split_setting(objects_dock, qtbot):
     assert (
         viewer.layers["nuclei: nucleus objects"] not in widget.annotate.annotations_combo.layers()
     )
+
+
+def touching_pair(viewer, widget, objects_mode=False):
+    """A class prediction of two touching discs (class 2) on background, as if predicted,
+    and an empty annotation layer of its shape; returns the annotation layer."""
+    y, x = np.mgrid[:64, :96]
+    discs = ((y - 32) ** 2 + (x - 30) ** 2 < 18**2) | ((y - 32) ** 2 + (x - 64) ** 2 < 18**2)
+    image = viewer.add_image(np.zeros((64, 96), np.float32), name="pair")
+    widget.annotate.image_combo.choose(image)
+    predicted = viewer.add_labels(
+        np.where(discs, 2, 1).astype(np.uint8),
+        name="pair: U-Net classes",
+        metadata={OUTPUT_KEY: "classes"},
+    )
+    widget.predict._classes = predicted
+    if objects_mode:
+        return objects_layer(widget)
+    return widget.annotate.new_annotations()
+
+
+def test_copy_separates_touching_objects_by_background(make_napari_viewer, notes):
+    viewer = make_napari_viewer()
+    widget = UNetWidget(viewer)
+    annotations = touching_pair(viewer, widget)
+    filled = widget.predict.copy_to_annotations()
+    assert filled == 64 * 96
+    copied = annotations.data
+    assert connected_components(copied == 2).max() == 2, "the two discs stay two objects"
+    assert copied[32, 47] == 1, "a background line between them"
+    assert "background (1) lines between touching objects" in messages(notes)
+
+
+def test_copy_into_an_objects_layer_gives_each_object_an_id(make_napari_viewer):
+    viewer = make_napari_viewer()
+    widget = UNetWidget(viewer)
+    annotations = touching_pair(viewer, widget, objects_mode=True)
+    annotations.data_setitem((np.array([0]), np.array([0])), 5)  # an object painted before
+    widget.predict.copy_to_annotations()
+    copied = annotations.data
+    assert set(np.unique(copied)) == {1, 5, 6, 7}
+    assert np.sum(copied == 6) > 500 and np.sum(copied == 7) > 500

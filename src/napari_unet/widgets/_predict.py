@@ -19,8 +19,9 @@ from qtpy.QtWidgets import (
     QVBoxLayout,
 )
 
+from ..engine.annotations import BACKGROUND, contacts
 from ..engine.errors import UNetError
-from ..engine.objects import ObjectSettings
+from ..engine.objects import ObjectSettings, find_objects
 from ..engine.predict import Prediction, Predictor, PredictProgress
 from . import _jobs
 from ._annotate import AnnotateSection
@@ -39,6 +40,7 @@ from ._layers import (
     image_data,
     is_image_to_segment,
     is_unedited_output,
+    paints_objects,
     placement,
     probability_colormap,
     spatial_shape,
@@ -377,8 +379,13 @@ class PredictSection(QGroupBox):
         event.source.metadata[EDITED_KEY] = True
 
     def copy_to_annotations(self) -> int:
-        """Copy the predicted classes of the slice in view into the unannotated pixels of
-        the annotation layer, as one undoable edit; return the number of pixels filled."""
+        """Copy the prediction of the slice in view into the unannotated pixels of the
+        annotation layer, as one undoable edit; return the number of pixels filled.
+
+        Touching objects must not be taught as one: each class is cut into objects as "Objects
+        of" does, and a background (1) line goes between touching objects, as Paint: objects
+        makes; into an objects layer, each object is copied with an id of its own.
+        """
         source, target = self.last_classes(), self.annotate.annotations()
         if source is None:
             show_error("Predict first: there is no class prediction to copy.")
@@ -389,22 +396,50 @@ class PredictSection(QGroupBox):
         if source.data.shape != target.data.shape:
             show_error(
                 f"The prediction {source.data.shape} and the annotations "
-                f"{target.data.shape} have different shapes."
+                f"{target.data.shape} have different shapes: predict the image the "
+                "annotations were made on, then copy."
             )
             return 0
         index = current_index(self.session.viewer, target) if target.ndim == 3 else None
         window = () if index is None else (index,)
         predicted = np.asarray(source.data[window])
-        free = (np.asarray(target.data[window]) == 0) & (predicted > 0)
+        probabilities = {
+            label: np.asarray(layer.data[window])
+            for label, layer in self._probability_layers(source.data.shape).items()
+        }
+        current = np.asarray(target.data[window])
+        if paints_objects(target):
+            fill = objects_to_copy(predicted, probabilities.get(2), self.objects(), current)
+            if fill is None:
+                show_error(
+                    f"'{target.name}' cannot hold more object ids: copy into a layer made "
+                    "with New while Paint is set to objects."
+                )
+                return 0
+        else:
+            fill = separated_classes(predicted, probabilities, self.objects())
+        free = (current == 0) & (fill > 0)
         where = np.nonzero(free)
         if index is not None:
             where = (np.full(len(where[0]), index), *where)
-        target.data_setitem(where, predicted[free])
+        target.data_setitem(where, fill[free].astype(target.data.dtype))
         show_info(
-            f"Copied {int(free.sum()):,} predicted pixels into '{target.name}'; existing "
-            "annotations were kept. Correct the mistakes with the brush and train again."
+            f"Copied {int(free.sum()):,} predicted pixels into '{target.name}', with "
+            "background (1) lines between touching objects; existing annotations were kept. "
+            "Correct the mistakes (merged or cut objects too) with the brush and train again."
         )
         return int(free.sum())
+
+    def _probability_layers(self, shape) -> dict[int, object]:
+        """The unedited probability layers of the last prediction, by class id."""
+        viewer = self.session.viewer
+        return {
+            label: layer
+            for label, layer in enumerate(self.outputs.get("probability", []), 2)
+            if layer is not None
+            and layer in viewer.layers
+            and is_unedited_output(layer, "probability", shape)
+        }
 
     def _sync(self) -> None:
         model, running = self.session.model, self.worker is not None
@@ -421,3 +456,34 @@ class PredictSection(QGroupBox):
         self.cancel_button.setEnabled(running)
         for control in (self.instance_class, self.split, self.min_size):
             control.setEnabled(self.instances.isChecked())
+
+
+def separated_classes(classes: np.ndarray, probabilities: dict, settings: ObjectSettings):
+    """``classes`` (a (Y, X) slice of ids) with a background line between touching objects of
+    each class, cut as "Objects of" cuts them (from the class probability where there is one,
+    else from the shape of the class alone)."""
+    result = classes.copy()
+    for label in np.unique(classes):
+        if label <= BACKGROUND:
+            continue
+        mask = classes == label
+        probability = probabilities.get(int(label), mask.astype(np.float32))
+        objects = find_objects(probability, mask, settings)
+        result[contacts(objects, objects > 0)] = BACKGROUND
+    return result
+
+
+def objects_to_copy(classes, probability, settings: ObjectSettings, current: np.ndarray):
+    """Background (1) and each object of class 2 with an id after those of ``current``, for an
+    objects layer; None when its type cannot hold the ids."""
+    mask = classes == 2
+    objects = find_objects(
+        mask.astype(np.float32) if probability is None else probability, mask, settings
+    )
+    first = max(int(current.max(initial=0)), BACKGROUND) + 1
+    last = first + int(objects.max(initial=0)) - 1
+    if np.issubdtype(current.dtype, np.integer) and last > np.iinfo(current.dtype).max:
+        return None
+    fill = np.where(classes == BACKGROUND, BACKGROUND, 0).astype(np.int64)
+    fill[objects > 0] = objects[objects > 0].astype(np.int64) + first - 1
+    return fill
