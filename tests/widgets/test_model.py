@@ -5,9 +5,15 @@ import pytest
 
 pytest.importorskip("napari")
 
-from qtpy.QtWidgets import QMessageBox
+import zipfile
+from pathlib import Path
+
+import numpy as np
+from napari.layers._source import layer_source
+from qtpy.QtWidgets import QDialogButtonBox, QMessageBox
 
 from napari_unet.storage import autosave
+from napari_unet.widgets._model import ExportDialog
 
 from .dock_helpers import WAIT_MS, messages, train
 
@@ -29,12 +35,15 @@ def test_export_a_bioimageio_package_and_load_it_back(dock, qtbot, tiny, tmp_pat
     viewer, widget = dock
     tiny(widget)
     train(qtbot, widget)
-    worker = widget.model.export(tmp_path / "nuclei.zip")
+    worker = widget.model.export(tmp_path / "nuclei.zip", ["Ada Lovelace"], "MIT")
     assert not widget.model.export_button.isEnabled(), "one export at a time"
     qtbot.waitUntil(lambda: widget.model.exporting is None, timeout=WAIT_MS)
     assert worker is not None and (tmp_path / "nuclei.zip").stat().st_size > 0
     assert "Exported nuclei.zip" in messages(notes)
     assert widget.model.export_button.isEnabled()
+    with zipfile.ZipFile(tmp_path / "nuclei.zip") as package:
+        description = package.read("rdf.yaml").decode()
+    assert "Ada Lovelace" in description and "MIT" in description
     widget.session.set_model(None)
     widget.model.load(tmp_path / "nuclei.zip")
     assert widget.session.model.class_names == ["background", "nucleus"]
@@ -57,6 +66,7 @@ def test_every_round_is_kept_and_loading_asks_only_for_a_model_in_no_file(
     widget.model.recent.setCurrentIndex(widget.model.first_kept + 1)
     widget.model.open_recent()
     assert widget.session.model_file == kept[1].path
+    assert widget.model.recent.currentData() == kept[1].path, "Recent shows the loaded model"
     assert widget.train.plot.steps == [], "the plot of the replaced model is cleared"
 
     asked = []
@@ -87,3 +97,25 @@ def test_save_replaces_a_file_the_dialog_confirmed_and_names_it_briefly(
     assert str(path.parent) not in messages(notes)
     assert widget.session.model_file == path
     assert str(path) == widget.model.file.toolTip()
+
+
+def test_export_proposes_a_file_beside_the_image_and_asks_for_authors(demo, qtbot, tmp_path):
+    viewer, _, widget = demo
+    train(qtbot, widget)
+    assert widget.model.export_folder() == Path.home(), "the sample is in no file"
+    with layer_source(path=str(tmp_path / "cells.tif")):
+        viewer.add_image(np.zeros((8, 8)), name="cells")
+    assert widget.model.export_folder() == tmp_path
+
+    dialog = ExportDialog(widget.session, widget.model.export_folder())
+    ok = dialog.buttons.button(QDialogButtonBox.StandardButton.Ok)
+    assert dialog.path() == tmp_path / "nucleus-unet.zip"
+    assert dialog.authors() == [] and not ok.isEnabled(), "no package without an author"
+    dialog.author_names.setText("Ada Lovelace, Alan Turing")
+    dialog.licenses.setCurrentText("MIT")
+    assert ok.isEnabled()
+    assert dialog.authors() == ["Ada Lovelace", "Alan Turing"] and dialog.license() == "MIT"
+    dialog.accept()
+    again = ExportDialog(widget.session, tmp_path)
+    assert again.author_names.text() == "Ada Lovelace, Alan Turing"
+    assert again.license() == "MIT"

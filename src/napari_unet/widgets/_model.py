@@ -3,17 +3,23 @@
 import copy
 import functools
 import os
+import re
 from pathlib import Path
 
+from napari.layers import Image
 from napari.utils.notifications import show_error, show_info
 from qtpy.QtCore import Qt
 from qtpy.QtWidgets import (
     QComboBox,
+    QDialog,
+    QDialogButtonBox,
     QFileDialog,
     QFormLayout,
     QGroupBox,
     QHBoxLayout,
     QLabel,
+    QLineEdit,
+    QMessageBox,
     QPushButton,
     QVBoxLayout,
 )
@@ -29,8 +35,9 @@ from ..storage.model_files import SUFFIX, save_model
 from . import _jobs
 from ._session import LOADED, Session, confirm_replace
 
-FILE_FILTER = f"napari-unet model (*{SUFFIX})"
+FILE_FILTER = f"napari-unet-loop model (*{SUFFIX})"
 PACKAGE_FILTER = "bioimage.io model package (*.zip)"
+LICENSES = ("CC-BY-4.0", "CC0-1.0", "MIT", "BSD-3-Clause", "Apache-2.0")
 
 
 def available_devices() -> list[tuple[str, str]]:
@@ -70,8 +77,8 @@ class ModelSection(QGroupBox):
         )
         self.recent.setMinimumContentsLength(12)
         self.recent.setToolTip(
-            "The built-in starting models, then every training round's model (the newest "
-            f"{autosave.KEEP}), kept in {autosave.folder()}"
+            "The built-in starting models, then every training round's model, kept in "
+            f"{autosave.folder()}: {autosave.summary()}"
         )
         self.open_button = QPushButton("Open")
         self.open_button.setToolTip("Make the chosen model the current one")
@@ -132,9 +139,22 @@ class ModelSection(QGroupBox):
             self.recent.setItemData(
                 self.recent.count() - 1, str(kept.path), Qt.ItemDataRole.ToolTipRole
             )
-        if self.recent.count() > newest:
+        current = self._index_of(self.session.model_file)
+        if current >= 0:
+            self.recent.setCurrentIndex(current)
+        elif self.recent.count() > newest:
             self.recent.setCurrentIndex(newest)  # the newest round, as before built-ins
         self._sync()
+
+    def _index_of(self, path: Path | None) -> int:
+        """The Recent entry of the model file ``path``, or -1."""
+        if path is None:
+            return -1
+        for index in range(self.recent.count()):
+            data = self.recent.itemData(index)
+            if data is not None and Path(data) == Path(path):
+                return index
+        return -1
 
     def open_recent(self) -> None:
         """Make the chosen recent model the current one."""
@@ -157,14 +177,19 @@ class ModelSection(QGroupBox):
         show_info(f"Model saved as {path.name}: its folder is shown under Model.")
         return path
 
-    def export(self, path: str | Path):
+    def export(self, path: str | Path, authors: list[str], license: str):
         """Write the current model as a bioimage.io package in the background (replacing
-        ``path``: the file dialog asked); returns the worker."""
+        ``path``: the export dialog asked); returns the worker."""
         if self.session.model is None:
             show_error("There is no model to export yet: train or load one first.")
             return None
         run = functools.partial(
-            export_model, copy.deepcopy(self.session.model), path, overwrite=True
+            export_model,
+            copy.deepcopy(self.session.model),
+            path,
+            authors=authors,
+            license=license,
+            overwrite=True,
         )
         self.exporting = _jobs.start(
             run,
@@ -202,11 +227,20 @@ class ModelSection(QGroupBox):
             self.load(path)
 
     def _ask_export(self) -> None:
-        dialog = QFileDialog(self, "Export as bioimage.io package", "model.zip", PACKAGE_FILTER)
-        dialog.setAcceptMode(QFileDialog.AcceptMode.AcceptSave)
-        dialog.setDefaultSuffix("zip")
+        if self.session.model is None:
+            return
+        dialog = ExportDialog(self.session, self.export_folder(), self)
         if dialog.exec():
-            self.export(dialog.selectedFiles()[0])
+            self.export(dialog.path(), dialog.authors(), dialog.license())
+
+    def export_folder(self) -> Path:
+        """Where a package is proposed: beside the first image opened from a file, else in
+        the home folder (not the working folder of napari's process)."""
+        viewer = self.session.viewer
+        for layer in viewer.layers if viewer is not None else ():
+            if isinstance(layer, Image) and layer.source.path:
+                return Path(layer.source.path).parent
+        return Path.home()
 
     def _exported(self, path: Path) -> None:
         show_info(f"Exported {path.name}, a bioimage.io model package.")
@@ -234,3 +268,80 @@ class ModelSection(QGroupBox):
         self.load_button.setEnabled(not training)
         self.open_button.setEnabled(not training and self.recent.count() > 0)
         self.device.setEnabled(not training)
+
+
+class ExportDialog(QDialog):
+    """The package's file (proposed beside the image, named after the classes), its authors
+    (required: a package names who made it) and its licence; the last authors and licence
+    are proposed again."""
+
+    def __init__(self, session: Session, folder: Path, parent=None):
+        super().__init__(parent)
+        self.setWindowTitle("Export as bioimage.io package")
+        self.settings = session.settings
+        classes = "-".join(_slug(name) for name in session.model.class_names[1:]) or "model"
+        self.file = QLineEdit(str(folder / f"{classes}-unet.zip"))
+        browse = QPushButton("Browse…")
+        browse.clicked.connect(self._browse)
+        self.author_names = QLineEdit(self.settings.get("export authors", ""))
+        self.author_names.setPlaceholderText("Your name, co-authors, separated by commas")
+        self.licenses = QComboBox(editable=True)
+        self.licenses.addItems(LICENSES)
+        self.licenses.setCurrentText(self.settings.get("export license", LICENSES[0]))
+        self.licenses.setToolTip("An SPDX licence identifier: who may use the model, and how")
+        self.buttons = QDialogButtonBox(
+            QDialogButtonBox.StandardButton.Ok | QDialogButtonBox.StandardButton.Cancel
+        )
+        self.buttons.accepted.connect(self.accept)
+        self.buttons.rejected.connect(self.reject)
+        file = QHBoxLayout()
+        file.addWidget(self.file, 1)
+        file.addWidget(browse)
+        form = QFormLayout(self)
+        form.addRow("File", file)
+        form.addRow("Authors", self.author_names)
+        form.addRow("Licence", self.licenses)
+        form.addRow(self.buttons)
+        self.setMinimumWidth(480)
+        for edit in (self.file, self.author_names):
+            edit.textChanged.connect(self._check)
+        self.licenses.currentTextChanged.connect(self._check)
+        self._check()
+
+    def path(self) -> Path:
+        return Path(self.file.text().strip()).expanduser()
+
+    def authors(self) -> list[str]:
+        return [name.strip() for name in self.author_names.text().split(",") if name.strip()]
+
+    def license(self) -> str:
+        return self.licenses.currentText().strip()
+
+    def accept(self) -> None:
+        path = self.path()
+        if path.exists() and not _replace(self, path):
+            return
+        self.settings["export authors"] = ", ".join(self.authors())
+        self.settings["export license"] = self.license()
+        super().accept()
+
+    def _check(self, text=None) -> None:
+        ready = bool(self.authors() and self.license()) and self.path().suffix.lower() == ".zip"
+        self.buttons.button(QDialogButtonBox.StandardButton.Ok).setEnabled(ready)
+
+    def _browse(self) -> None:
+        path, _ = QFileDialog.getSaveFileName(self, "Export as", str(self.path()), PACKAGE_FILTER)
+        if path:
+            self.file.setText(path if path.lower().endswith(".zip") else f"{path}.zip")
+
+
+def _replace(parent, path: Path) -> bool:
+    buttons = QMessageBox.StandardButton
+    answer = QMessageBox.question(
+        parent, "Replace?", f"{path.name} exists. Replace it?", buttons.Yes | buttons.Cancel
+    )
+    return answer == buttons.Yes
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_]+", "_", text).strip("_")
