@@ -7,9 +7,10 @@ pytest.importorskip("napari")
 
 import numpy as np
 from qtpy.QtCore import Qt
+from qtpy.QtWidgets import QApplication
 
 from napari_unet.widgets import UNetWidget
-from napari_unet.widgets._layers import CLASS_NAMES_KEY, PAINT_KEY
+from napari_unet.widgets._layers import CLASS_NAMES_KEY, OUTPUT_KEY, PAINT_KEY
 
 from .dock_helpers import messages, objects_layer, predict, stack_image, train
 
@@ -128,3 +129,57 @@ def test_predict_follows_the_annotated_image_and_a_row_picks_the_brush(demo, qtb
     qtbot.mouseClick(table.viewport(), Qt.MouseButton.LeftButton, pos=row)
     assert layer.selected_label == 1 and layer.mode == "paint"
     assert viewer.layers.selection.active is layer
+
+
+def test_new_says_what_it_does_before_napari_adds_the_layer(make_napari_viewer):
+    viewer = make_napari_viewer()
+    viewer.add_image(stack_image(), name="stack")
+    widget = UNetWidget(viewer)
+    seen = []
+
+    def inserting(event):
+        seen.append((widget.annotate.summary.text(), QApplication.overrideCursor()))
+
+    viewer.layers.events.inserting.connect(inserting)
+    widget.annotate.new_annotations()
+    ((text, cursor),) = seen
+    assert text == "Creating 'stack annotations' over 3 slices…"
+    assert cursor is not None and cursor.shape() == Qt.CursorShape.WaitCursor
+    assert QApplication.overrideCursor() is None
+
+
+def test_the_buttons_below_stay_put_when_annotations_appear(make_napari_viewer, qtbot):
+    viewer = make_napari_viewer()
+    viewer.add_image(stack_image(), name="stack")
+    widget = UNetWidget(viewer)
+    section = widget.annotate  # of fixed height: the sections below move when it grows
+    before = section.sizeHint().height()
+    widget.annotate.new_annotations()
+    qtbot.waitUntil(lambda: "pixels" in widget.annotate.summary.text(), timeout=5000)
+    assert widget.annotate.table.rowCount() == 2
+    assert section.sizeHint().height() == before
+
+
+def test_probabilities_are_not_images_to_annotate(make_napari_viewer):
+    viewer = make_napari_viewer()
+    viewer.add_image(stack_image(), name="stack")
+    viewer.add_image(
+        np.zeros((3, 96, 96), np.float32),
+        name="stack: P(cell)",
+        metadata={OUTPUT_KEY: "probability"},
+    )
+    widget = UNetWidget(viewer)
+    names = [layer.name for layer in widget.annotate.image_combo.layers()]
+    assert names == ["stack"]
+    assert [layer.name for layer in widget.predict.image_combo.layers()] == ["stack"]
+
+
+def test_only_one_class_painted_asks_for_background(make_napari_viewer, qtbot, tiny, notes):
+    viewer = make_napari_viewer()
+    viewer.add_image(stack_image()[0], name="image")
+    widget = UNetWidget(viewer)
+    layer = widget.annotate.new_annotations()
+    layer.data_setitem((np.arange(10), np.arange(10)), 2)
+    tiny(widget)
+    train(qtbot, widget)
+    assert "annotation ids skip 1: paint some background (1) too" in messages(notes)

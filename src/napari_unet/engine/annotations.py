@@ -59,9 +59,13 @@ def check_annotations(annotations: np.ndarray, n_classes: int | None = None) -> 
     else:
         missing = sorted(set(range(1, ids[-1] + 1)) - set(ids))
         if missing:
+            fixes = []
+            if missing[0] == BACKGROUND:
+                fixes.append("paint some background (1) too")
+            if missing[-1] > BACKGROUND:
+                fixes.append("number the classes 2, 3, ... without gaps")
             raise UNetError(
-                f"annotation ids skip {', '.join(map(str, missing))}: number the classes "
-                "1 (background), 2, 3, ... without gaps"
+                f"annotation ids skip {', '.join(map(str, missing))}: {', and '.join(fixes)}"
             )
     if len(ids) < 2:
         raise UNetError(

@@ -7,6 +7,7 @@ from qtpy.QtCore import QSize, Qt, QTimer
 from qtpy.QtGui import QColor, QIcon, QPixmap
 from qtpy.QtWidgets import (
     QAbstractItemView,
+    QApplication,
     QComboBox,
     QFormLayout,
     QGroupBox,
@@ -45,6 +46,7 @@ from ._session import Session
 
 COLOR, LABEL, NAME, PIXELS, SLICES = range(5)
 ROW_HEIGHT = 24
+MIN_ROWS = 2
 PAINT_MODES = {
     CLASSES: "classes (one id per class)",
     OBJECTS: "objects (each object its own id)",
@@ -52,10 +54,13 @@ PAINT_MODES = {
 
 
 class ClassTable(QTableWidget):
-    """A table as tall as its rows, so that every class shows without scrolling."""
+    """A table as tall as its rows, so that every class shows without scrolling, and never
+    shorter than background and one class: the rows appearing would push the dock's
+    buttons away under the cursor."""
 
     def sizeHint(self) -> QSize:
-        height = self.horizontalHeader().sizeHint().height() + self.rowCount() * ROW_HEIGHT
+        rows = max(self.rowCount(), MIN_ROWS)
+        height = self.horizontalHeader().sizeHint().height() + rows * ROW_HEIGHT
         return QSize(super().sizeHint().width(), height + 2 * self.frameWidth())
 
     def minimumSizeHint(self) -> QSize:
@@ -110,6 +115,7 @@ class AnnotateSection(QGroupBox):
         self.new_object_button.clicked.connect(self.new_object)
         self.summary = QLabel()
         self.summary.setWordWrap(True)
+        self.summary.setMinimumHeight(2 * self.summary.fontMetrics().lineSpacing())
 
         choose = QHBoxLayout()
         choose.addWidget(self.annotations_combo, 1)
@@ -159,16 +165,25 @@ class AnnotateSection(QGroupBox):
         names = list(model.class_names) if model else default_class_names(2)
         objects = self.objects_mode()
         viewer = self.session.viewer
-        layer = viewer.add_labels(
-            np.zeros(spatial_shape(image), dtype=np.uint16 if objects else np.uint8),
-            name=free_name(viewer, f"{image.name} annotations"),
-            colormap=objects_colormap() if objects else class_colormap(),
-            metadata={
-                CLASS_NAMES_KEY: names[:2] if objects else names,
-                PAINT_KEY: OBJECTS if objects else CLASSES,
-            },
-            **placement(image),
-        )
+        name = free_name(viewer, f"{image.name} annotations")
+        shape = spatial_shape(image)
+        slices = f" over {shape[0]} slices" if len(shape) == 3 else ""
+        self.summary.setText(f"Creating '{name}'{slices}…")
+        self.summary.repaint()  # napari takes seconds to add a large layer: say so first
+        QApplication.setOverrideCursor(Qt.CursorShape.WaitCursor)
+        try:
+            layer = viewer.add_labels(
+                np.zeros(shape, dtype=np.uint16 if objects else np.uint8),
+                name=name,
+                colormap=objects_colormap() if objects else class_colormap(),
+                metadata={
+                    CLASS_NAMES_KEY: names[:2] if objects else names,
+                    PAINT_KEY: OBJECTS if objects else CLASSES,
+                },
+                **placement(image),
+            )
+        finally:
+            QApplication.restoreOverrideCursor()
         self.annotations_combo.choose(layer)
         self._paint(layer, 2)
         return layer
