@@ -6,7 +6,10 @@ import pytest
 pytest.importorskip("napari")
 
 import numpy as np
-from qtpy.QtCore import QThreadPool
+import torch
+from qtpy.QtCore import QPoint, QPointF, Qt, QThreadPool
+from qtpy.QtGui import QWheelEvent
+from qtpy.QtWidgets import QApplication
 
 from napari_unet import PLUGIN
 from napari_unet.engine.train import TrainSettings
@@ -102,3 +105,52 @@ def test_closing_the_viewer_mid_training_and_prediction_stops_the_workers(
     assert widget.predict.worker is not None
     viewer.close()
     qtbot.waitUntil(lambda: QThreadPool.globalInstance().activeThreadCount() == 0, timeout=10_000)
+
+
+def wheel(widget, steps: int = -3) -> None:
+    """Turn the mouse wheel over ``widget`` (negative: towards the user)."""
+    centre = QPointF(widget.rect().center())
+    event = QWheelEvent(
+        centre,
+        QPointF(widget.mapToGlobal(widget.rect().center())),
+        QPoint(),
+        QPoint(0, 120 * steps),
+        Qt.MouseButton.NoButton,
+        Qt.KeyboardModifier.NoModifier,
+        Qt.ScrollPhase.NoScrollPhase,
+        False,
+    )
+    QApplication.sendEvent(widget, event)
+
+
+def test_the_wheel_changes_no_value_of_a_control_without_focus(demo, qtbot, monkeypatch):
+    viewer, _, widget = demo
+    train(qtbot, widget)
+    recent, duration = widget.model.recent, widget.train.duration
+    assert recent.count() > 2
+    index, value = recent.currentIndex(), duration.value()
+    wheel(recent)
+    wheel(duration)
+    assert recent.currentIndex() == index and duration.value() == value
+    assert recent.focusPolicy() == Qt.FocusPolicy.StrongFocus
+
+    monkeypatch.setattr(duration, "hasFocus", lambda: True)  # clicked into, say
+    wheel(duration, steps=1)
+    assert duration.value() != value, "with focus, the wheel still works"
+
+
+def test_a_dock_opened_again_keeps_its_settings_and_threads(demo, qtbot):
+    viewer, dock_widget, widget = demo
+    widget.train.unit.setCurrentText("steps")
+    widget.train.duration.setValue(321)
+    widget.predict.probabilities.setChecked(True)
+    widget.predict.split.setValue(0.5)
+    threads = torch.get_num_threads()
+    viewer.window.remove_dock_widget(dock_widget)
+    torch.set_num_threads(threads + 1)  # as if something took napari's core back
+    _, again = viewer.window.add_plugin_dock_widget(PLUGIN, "U-Net")
+    assert again is not widget
+    assert again.train.unit.currentText() == "steps" and again.train.duration.value() == 321
+    assert again.predict.probabilities.isChecked() and again.predict.split.value() == 0.5
+    assert torch.get_num_threads() == threads
+    assert f"CPU ({threads} thread" in again.model.device.itemText(again.model.device.count() - 1)
