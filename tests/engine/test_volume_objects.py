@@ -7,6 +7,7 @@ import pytest
 from scipy import ndimage
 from skimage.measure import label
 
+from napari_unet.engine import volume_objects
 from napari_unet.engine.errors import UNetError
 from napari_unet.engine.objects import ObjectSettings, find_objects
 from napari_unet.engine.volume_objects import anisotropic_distance, find_volume_objects
@@ -132,3 +133,27 @@ def test_memory_stays_well_under_three_times_the_probabilities():
         tracemalloc.stop()
     assert count(found) > 100
     assert peak < 1.5 * probability.nbytes
+
+
+def dense(shape=(40, 200, 240), count=400):
+    """(probability, mask) of many touching balls: most of them one connected piece."""
+    rng = np.random.default_rng(0)
+    centres = np.ones(shape, dtype=bool)
+    centres[tuple(rng.integers(0, n, count) for n in shape)] = False
+    mask = ndimage.distance_transform_edt(centres, sampling=(2, 1, 1)) < 9
+    return ndimage.gaussian_filter(mask.astype(np.float32), 1.0), mask
+
+
+def test_a_piece_too_big_to_cut_at_once_is_cut_in_blocks_alike(monkeypatch):
+    probability, mask = dense()
+    assert label(mask).max() < 100  # 400 balls
+    whole = find_volume_objects(probability, mask, z_spacing=2.0)
+    monkeypatch.setattr(volume_objects, "LARGEST_PIECE", 2**12)
+    monkeypatch.setattr(volume_objects, "BLOCK_CORE", (8, 64, 64))
+    monkeypatch.setattr(volume_objects, "BLOCK_HALO", 28)
+    blocks = find_volume_objects(probability, mask, z_spacing=2.0)
+    assert ((blocks > 0) == mask).all() and whole.max() > 300
+    assert set(np.unique(blocks)) == set(range(int(blocks.max()) + 1))
+    pairs = np.unique(np.stack([whole.ravel(), blocks.ravel()]), axis=1)
+    assert pairs.shape[1] - 1 <= whole.max() + 3  # the same objects but for a few voxels
+    assert abs(int(blocks.max()) - int(whole.max())) <= 3

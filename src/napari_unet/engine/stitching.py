@@ -15,7 +15,6 @@ from dataclasses import dataclass
 import numpy as np
 
 from .objects import ObjectSettings
-from .volume_objects import find_volume_objects
 
 
 @dataclass(frozen=True)
@@ -137,6 +136,8 @@ def find_volume_objects_blockwise(
 ) -> np.ndarray:
     """:func:`find_volume_objects` block by block, stitched (the same, up to a renumbering, for
     objects smaller than the halo); ``probability`` and ``mask`` are read a block at a time."""
+    from .volume_objects import find_volume_objects  # which cuts its big pieces in blocks
+
     shape = tuple(np.shape(mask))
     blocks = plan_blocks(shape, core, halo)
     cuts = []

@@ -8,8 +8,12 @@ pixels (the z step over the pixel size). Connectivity is 3D and ``min_size`` cou
 Memory stays bounded by working on one connected piece of the class at a time: the height map
 of a piece depends on its own voxels only (the nearest voxel outside the class is also the
 nearest voxel outside the piece), so each piece is cut within its bounding box plus the reach
-of the smoothing. The whole volume holds only the mask and one int32 array of ids.
+of the smoothing; a piece too big for that (dense tissue, where touching nuclei make one piece
+of most of the volume) is cut in blocks with a halo and stitched. The whole volume holds only
+the mask and one int32 array of ids.
 """
+
+import math
 
 import numpy as np
 from scipy import ndimage
@@ -18,11 +22,17 @@ from skimage.segmentation import watershed
 from .checks import Bound
 from .errors import UNetError
 from .objects import ObjectSettings, by_dynamics, merge_small, renumber, saddles
+from .stitching import face_matches, global_ids, neighbours, plan_blocks
 
 Z_SPACING = Bound("z spacing (z step / pixel size)", float, 0, above=True)
 SMOOTHING = 1.0
 """The height map's smoothing, in pixels (as for slices); in z, in z steps: 1 / z_spacing."""
 FULL = np.ones((3, 3, 3), dtype=bool)
+LARGEST_PIECE = 2**21
+"""Pieces whose bounding box holds more voxels are cut in blocks (a piece cut at once needs
+some 30 bytes a voxel of its box)."""
+BLOCK_CORE, BLOCK_HALO = (16, 128, 128), 32
+"""The blocks of such a piece, and their halo in pixels (in z, as many pixels' worth)."""
 
 
 def find_volume_objects(
@@ -56,13 +66,60 @@ def find_volume_objects(
             ids[box][inside] = 0
             continue
         if settings.split == 0:
-            objects = inside.astype(np.int32)
+            ids[box][inside] = -(next_id + 1)
+            next_id += 1
+        elif math.prod(b.stop - b.start for b in box) > LARGEST_PIECE:
+            del inside
+            next_id += _cut_in_blocks(probability, ids, piece, box, settings, z_spacing, next_id)
         else:
             objects = _cut_piece(probability, inside, box, settings, z_spacing)
-        ids[box][inside] = -(objects[inside] + next_id)  # negative: already cut
-        next_id += int(objects.max())
+            ids[box][inside] = -(objects[inside] + next_id)  # negative: already cut
+            next_id += int(objects.max())
     np.negative(ids, out=ids)
     return ids.view(np.uint32)
+
+
+def _cut_in_blocks(probability, ids, piece: int, box, settings, z_spacing: float, first: int):
+    """Cut a piece too big to cut at once in blocks with a halo, stitched as in
+    :mod:`.stitching`; its voxels in ``ids`` get ``-(first + 1)``, ``-(first + 2)``, ...;
+    return how many objects it holds. Only one layer of blocks' bands is kept at a time."""
+    corner = [b.start for b in box]
+    shape = [b.stop - b.start for b in box]
+    halo = (math.ceil(BLOCK_HALO / z_spacing), BLOCK_HALO, BLOCK_HALO)
+    blocks = plan_blocks(shape, BLOCK_CORE, halo)
+    faces = neighbours(blocks)
+    waiting: dict[tuple[int, int], np.ndarray] = {}
+    counts, present, matches, offset = [], [], [], first
+    for block in blocks:
+        extended = _shifted(block.slices(block.extended), corner)
+        ours = ids[extended]  # the piece: its id, or (where cut already) below -first
+        cut = _cut_piece(
+            probability, (ours == piece) | (ours < -first), extended, settings, z_spacing
+        )
+        core = _shifted(block.slices(), corner)
+        inside = ids[core] == piece
+        local = cut[block.local(block.core)][inside]
+        ids[core][inside] = -(local + offset)
+        present.append(np.unique(local))
+        counts.append(int(cut.max()))
+        offset += counts[-1]
+        for a, b, band in faces:
+            if a.index == block.index:
+                waiting[a.index, b.index] = cut[a.local(band)].copy()
+            elif b.index == block.index:
+                pairs = face_matches(waiting.pop((a.index, b.index)), cut[b.local(band)])
+                matches.append((a.index, b.index, pairs))
+    lookups = global_ids(counts, present, matches)
+    joined = np.concatenate([lookup[1:] for lookup in lookups]).astype(np.int32)
+    for z in range(box[0].start, box[0].stop):
+        plane = ids[(z, *box[1:])]
+        mine = plane < -first
+        plane[mine] = -(first + joined[-plane[mine] - first - 1])
+    return int(joined.max(initial=0))
+
+
+def _shifted(slices, corner) -> tuple[slice, ...]:
+    return tuple(slice(s.start + c, s.stop + c) for s, c in zip(slices, corner, strict=True))
 
 
 def _cut_piece(probability, inside, box, settings: ObjectSettings, z_spacing: float):
