@@ -15,6 +15,7 @@ from napari_unet import PLUGIN
 from napari_unet.engine.train import TrainSettings
 from napari_unet.samples import nuclei
 from napari_unet.widgets import UNetWidget
+from napari_unet.widgets._main import VerticalScroll
 from napari_unet.widgets._train import CONTINUE
 
 from .dock_helpers import TINY, WAIT_MS, long_stack, messages, predict, tiny_model, train
@@ -154,3 +155,19 @@ def test_a_dock_opened_again_keeps_its_settings_and_threads(demo, qtbot):
     assert again.predict.probabilities.isChecked() and again.predict.split.value() == 0.5
     assert torch.get_num_threads() == threads
     assert f"CPU ({threads} thread" in again.model.device.itemText(again.model.device.count() - 1)
+
+
+def test_the_loop_fits_a_1366_by_768_screen(demo, qtbot):
+    viewer, _, widget = demo
+    window = viewer.window._qt_window
+    window.showNormal()
+    window.resize(1366, 768)
+    qtbot.waitUntil(lambda: window.height() == 768, timeout=5000)
+    train(qtbot, widget)  # the status and the plot filled in
+    qtbot.wait(200)
+    scroll = widget.findChild(VerticalScroll)
+    viewport = scroll.viewport()
+    copy = widget.predict.copy_button
+    bottom = copy.mapTo(viewport, copy.rect().bottomLeft()).y()
+    assert scroll.verticalScrollBar().value() == 0
+    assert bottom < viewport.height(), "Annotate, Train and Predict show without scrolling"

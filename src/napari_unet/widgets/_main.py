@@ -1,4 +1,5 @@
-"""The U-Net dock widget: annotate, train, keep the model, predict, in one scrollable column."""
+"""The U-Net dock widget: annotate, train, predict, and the model kept, in one scrollable column
+(the loop first: it fits a 1366×768 screen)."""
 
 from qtpy.QtCore import QEvent, QObject, QSize, Qt, QTimer
 from qtpy.QtWidgets import (
@@ -81,7 +82,7 @@ class UNetWidget(QWidget):
 
         column = QWidget()
         sections = QVBoxLayout(column)
-        for section in (self.annotate, self.train, self.model, self.predict):
+        for section in (self.annotate, self.train, self.predict, self.model):
             section.setSizePolicy(QSizePolicy.Policy.Preferred, QSizePolicy.Policy.Fixed)
             sections.addWidget(section)
         sections.addStretch(1)

@@ -65,7 +65,7 @@ class ModelSection(QGroupBox):
     """Shows the current model; loads and saves it (safetensors, atomic writes)."""
 
     def __init__(self, session: Session, parent=None):
-        super().__init__("3 · Model", parent)
+        super().__init__("4 · Model", parent)
         self.session = session
         self.description = QLabel()
         self.description.setWordWrap(True)

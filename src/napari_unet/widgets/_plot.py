@@ -46,7 +46,7 @@ class LossPlot(QWidget):
         self.background = QColor(colors.background.as_hex())
         self.text = QColor(colors.text.as_hex())
         self.frame = QColor(colors.primary.as_hex())
-        self.setMinimumHeight(150)
+        self.setMinimumHeight(100)
         self.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Fixed)
         self.clear()
 

@@ -3,7 +3,7 @@
 import numpy as np
 from napari.layers import Image
 from napari.utils.notifications import show_error, show_info, show_warning
-from qtpy.QtCore import QTimer
+from qtpy.QtCore import Qt, QTimer
 from qtpy.QtWidgets import (
     QCheckBox,
     QComboBox,
@@ -17,6 +17,7 @@ from qtpy.QtWidgets import (
     QPushButton,
     QSpinBox,
     QVBoxLayout,
+    QWidget,
 )
 
 from ..engine.annotations import BACKGROUND, contacts
@@ -47,12 +48,14 @@ from ._layers import (
 )
 from ._session import Session
 
+PROGRESS_HEIGHT = 8
+
 
 class PredictSection(QGroupBox):
     """Outputs to make, Predict / Current slice / Cancel, and copying to the annotations."""
 
     def __init__(self, session: Session, annotate: AnnotateSection, parent=None):
-        super().__init__("4 · Predict", parent)
+        super().__init__("3 · Predict", parent)
         self.session, self.annotate = session, annotate
         self.image_combo = LayerCombo(session.viewer, Image, accept=is_image_to_segment)
         self.classes = QCheckBox("Classes")
@@ -87,10 +90,11 @@ class PredictSection(QGroupBox):
         self.copy_button = QPushButton("Copy slice to annotations")
         self.copy_button.setToolTip(
             "Fill the unannotated pixels of the slice in view with the predicted classes, "
-            "to correct them and train again (undo with Ctrl+Z)"
+            "touching objects parted by background (1) lines, to correct them and train "
+            "again (undo with Ctrl+Z)"
         )
         self.copy_button.clicked.connect(self.copy_to_annotations)
-        self.progress = QProgressBar(textVisible=False)
+        self.progress = QProgressBar(textVisible=False, maximumHeight=PROGRESS_HEIGHT)
         self.status = QLabel()
         self.status.setWordWrap(True)
 
@@ -102,11 +106,14 @@ class PredictSection(QGroupBox):
         outputs.addWidget(self.instances, 1, 0)
         outputs.addWidget(self.instance_class, 1, 1)
         form.addRow("Outputs", outputs)
-        objects = QHBoxLayout()
+        self.split_label = QLabel("Split objects")
+        self.split_row = QWidget()
+        objects = QHBoxLayout(self.split_row)
+        objects.setContentsMargins(0, 0, 0, 0)
         objects.addWidget(self.split, 1)
         objects.addWidget(QLabel("min size (px)"))
         objects.addWidget(self.min_size, 1)
-        form.addRow("Split objects", objects)
+        form.addRow(self.split_label, self.split_row)
         buttons = QHBoxLayout()
         for button in (self.predict_button, self.slice_button, self.cancel_button):
             buttons.addWidget(button)
@@ -114,8 +121,10 @@ class PredictSection(QGroupBox):
         layout.addLayout(form)
         layout.addLayout(buttons)
         layout.addWidget(self.progress)
-        layout.addWidget(self.status)
-        layout.addWidget(self.copy_button)
+        below = QHBoxLayout()
+        below.addWidget(self.status, 1)
+        below.addWidget(self.copy_button, 0, Qt.AlignmentFlag.AlignTop)
+        layout.addLayout(below)
 
         self._show_later = _jobs.Throttle(self._show, parent=self)
         self.last: PredictProgress | None = None
@@ -454,8 +463,9 @@ class PredictSection(QGroupBox):
         for button in (self.predict_button, self.slice_button):
             button.setEnabled(model is not None and not running)
         self.cancel_button.setEnabled(running)
-        for control in (self.instance_class, self.split, self.min_size):
-            control.setEnabled(self.instances.isChecked())
+        self.instance_class.setEnabled(self.instances.isChecked())
+        for part in (self.split_label, self.split_row):
+            part.setVisible(self.instances.isChecked())
 
 
 def separated_classes(classes: np.ndarray, probabilities: dict, settings: ObjectSettings):

@@ -35,12 +35,13 @@ from ._plot import LossPlot, readable_loss
 from ._session import CONTINUED, LOADED, TRAINED, Round, Session, confirm_replace
 
 SIZES = {
-    "Auto for the device": (None, None),
-    "Small (depth 3, width 16)": (3, 16),
-    "Large (depth 4, width 32)": (4, 32),
+    "auto size": (None, None),
+    "small (3×16)": (3, 16),
+    "large (4×32)": (4, 32),
 }
 DURATION_DEFAULTS = {"minutes": 2.0, "steps": 500}
 PROGRESS_SCALE = 1000
+PROGRESS_HEIGHT = 8
 CONTINUE, NEW = "continue", "new"
 
 
@@ -58,18 +59,22 @@ class TrainSection(QGroupBox):
         self.size = QComboBox()
         self.size.addItems(list(SIZES))
         self.size.setToolTip(
-            "Architecture of a new model: auto is small on the CPU, large on a GPU "
-            "(a continued model keeps its own)"
+            "Architecture of a new model: auto is small (depth 3, width 16) on the CPU, "
+            "large (depth 4, width 32) on a GPU (a continued model keeps its own)"
         )
-        self.resume = QCheckBox("Continue from the current model")
-        self.resume.setToolTip("Fine-tune the current model instead of starting a new one")
+        self.resume = QCheckBox("Continue")
+        self.resume.setToolTip(
+            "Continue from the current model: fine-tune it instead of starting a new one"
+        )
         self.resume.toggled.connect(self._sync)
         self.start_button = QPushButton("Start")
         self.start_button.clicked.connect(self.start)
         self.stop_button = QPushButton("Stop")
         self.stop_button.setToolTip("End the round now and keep the best weights")
         self.stop_button.clicked.connect(self.stop)
-        self.progress = QProgressBar(maximum=PROGRESS_SCALE, textVisible=False)
+        self.progress = QProgressBar(
+            maximum=PROGRESS_SCALE, textVisible=False, maximumHeight=PROGRESS_HEIGHT
+        )
         self.status = QLabel("Annotate, then press Start.")
         self.status.setWordWrap(True)
         self.status.setMinimumHeight(2 * self.status.fontMetrics().lineSpacing())
@@ -78,15 +83,15 @@ class TrainSection(QGroupBox):
         duration = QHBoxLayout()
         duration.addWidget(self.duration, 1)
         duration.addWidget(self.unit)
+        duration.addWidget(self.size)
         form = QFormLayout()
         form.addRow("Train for", duration)
-        form.addRow("Model size", self.size)
         buttons = QHBoxLayout()
-        buttons.addWidget(self.start_button)
-        buttons.addWidget(self.stop_button)
+        buttons.addWidget(self.resume)
+        buttons.addWidget(self.start_button, 1)
+        buttons.addWidget(self.stop_button, 1)
         layout = QVBoxLayout(self)
         layout.addLayout(form)
-        layout.addWidget(self.resume)
         layout.addLayout(buttons)
         layout.addWidget(self.progress)
         layout.addWidget(self.status)
