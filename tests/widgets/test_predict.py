@@ -12,8 +12,10 @@ from skimage.measure import label as connected_components
 
 from napari_unet import PLUGIN
 from napari_unet.engine import predict as predict_module
+from napari_unet.samples import nuclei
 from napari_unet.widgets import UNetWidget
 from napari_unet.widgets._layers import EDITED_KEY, OUTPUT_KEY
+from napari_unet.widgets._predict import NOT_BLOBS, shared_border_fraction
 
 from .dock_helpers import (
     WAIT_MS,
@@ -183,3 +185,21 @@ def test_copy_into_an_objects_layer_gives_each_object_an_id(make_napari_viewer):
     copied = annotations.data
     assert set(np.unique(copied)) == {1, 5, 6, 7}
     assert np.sum(copied == 6) > 500 and np.sum(copied == 7) > 500
+
+
+def test_objects_that_are_not_blobs_get_a_hint(make_napari_viewer, notes):
+    tissue = np.repeat(np.repeat(np.arange(1, 17).reshape(4, 4), 16, axis=0), 16, axis=1)
+    blobs = np.zeros((64, 64), np.uint32)
+    blobs[5:15, 5:15], blobs[30:40, 30:40] = 1, 2
+    blobs[15, 5:15] = 3  # a little touching here and there
+    assert shared_border_fraction(tissue) > NOT_BLOBS > shared_border_fraction(blobs)
+
+    viewer = make_napari_viewer()
+    widget = UNetWidget(viewer)
+    widget.session.set_model(tiny_model(nuclei()[:64, :64], np.where(blobs > 0, 2, 1)))
+    widget.predict._instances_of = 2
+    widget.predict._hint_if_not_blobs(blobs)
+    assert messages(notes) == ""
+    widget.predict._hint_if_not_blobs(tissue)
+    assert "Objects of 'class 2': most objects share long edges" in messages(notes)
+    assert "set Split objects to 0" in messages(notes)

@@ -49,6 +49,8 @@ from ._layers import (
 from ._session import Session
 
 PROGRESS_HEIGHT = 8
+NOT_BLOBS = 0.5
+"""Objects whose border pixels touch another object more often than this are not blobs."""
 
 
 class PredictSection(QGroupBox):
@@ -64,7 +66,10 @@ class PredictSection(QGroupBox):
         self.probabilities = QCheckBox("Probabilities")
         self.probabilities.setToolTip("One Image layer per class, 0..1")
         self.instances = QCheckBox("Objects of")
-        self.instances.setToolTip("The objects of one class, each with its own id")
+        self.instances.setToolTip(
+            "The objects of one class, each with its own id: for classes of separate blobs "
+            "(nuclei, cells), not for tissue or a cytoplasm stain"
+        )
         self.instance_class = QComboBox()
         defaults = ObjectSettings()
         self.split = QDoubleSpinBox(decimals=2, minimum=0.0, maximum=1.0, singleStep=0.05)
@@ -136,6 +141,7 @@ class PredictSection(QGroupBox):
         self._started = False
         self._image = None
         self._slice: int | None = None
+        self._instances_of: int | None = None
         self._pending: list = []
         self._add_next = QTimer(self, singleShot=True, interval=0)
         self._add_next.timeout.connect(self._add_pending)
@@ -210,6 +216,7 @@ class PredictSection(QGroupBox):
             show_error(f"Cannot predict: {error}")
             return
         self.predictor, self._image, self._slice = predictor, image, index
+        self._instances_of = instances
         self.progress.setValue(0)
         self.last = None
         self.status.setText(f"Predicting {image.name}…")
@@ -352,6 +359,24 @@ class PredictSection(QGroupBox):
             self._copy_slice(result)
         where = "" if self._slice is None else f", slice {self._slice}"
         self.status.setText(f"Predicted {image}{where}.")
+        if result.instances is not None:
+            self._hint_if_not_blobs(result.instances)
+
+    def _hint_if_not_blobs(self, instances) -> None:
+        """Say so when the objects found mostly border each other: the class is not made of
+        separate blobs (a cytoplasm stain, tissue), and the cut follows no real border."""
+        objects = instances
+        if objects.ndim == 3:
+            image = self._image
+            objects = objects[current_index(self.session.viewer, image) if image else 0]
+        if shared_border_fraction(np.asarray(objects)) > NOT_BLOBS:
+            model = self.session.model
+            name = model.class_names[self._instances_of - 1] if model else "this class"
+            show_info(
+                f"Objects of '{name}': most objects share long edges with each other, so the "
+                "class is not separate blobs and the cuts follow no real border. Use the "
+                "class layer, or set Split objects to 0 to keep each connected region whole."
+            )
 
     def _copy_slice(self, result: Prediction) -> None:
         arrays = {
@@ -497,3 +522,12 @@ def objects_to_copy(classes, probability, settings: ObjectSettings, current: np.
     fill = np.where(classes == BACKGROUND, BACKGROUND, 0).astype(np.int64)
     fill[objects > 0] = objects[objects > 0].astype(np.int64) + first - 1
     return fill
+
+
+def shared_border_fraction(objects: np.ndarray) -> float:
+    """Of the pixels on the border of an object (a 4-neighbour holds another id, background
+    included), the fraction whose neighbour is another object."""
+    inside = objects > 0
+    border = contacts(objects, np.ones(objects.shape, dtype=bool)) & inside
+    shared = contacts(objects, inside)
+    return float(shared.sum() / border.sum()) if border.any() else 0.0
