@@ -8,6 +8,7 @@ pytest.importorskip("napari")
 from qtpy.QtWidgets import QMessageBox
 
 from napari_unet.storage import autosave
+from napari_unet.widgets._closing import keep_the_round
 
 from .dock_helpers import ENDLESS, WAIT_MS, messages
 
@@ -67,3 +68,11 @@ def test_a_shown_window_asks_and_names_the_annotations_in_no_file(demo, qtbot, n
     assert autosave.kept() == []
     widget.train.stop()
     qtbot.waitUntil(lambda: widget.train.worker is None, timeout=WAIT_MS)
+
+
+def test_a_round_that_cannot_end_in_time_is_not_claimed_kept(demo, qtbot, notes, monkeypatch):
+    viewer, widget = start_endless(demo, qtbot)
+    monkeypatch.setattr("napari_unet.widgets._session.FINISH_SECONDS", 0)
+    keep_the_round(widget.session)  # what closing the window does
+    assert "that round is not kept" in messages(notes)
+    qtbot.waitUntil(lambda: widget.session.job is None, timeout=WAIT_MS)

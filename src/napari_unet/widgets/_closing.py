@@ -3,8 +3,9 @@ file, and keep the round before the window goes (the process may end right after
 
 import numpy as np
 from napari.layers import Labels
-from qtpy.QtCore import QEvent, QObject
-from qtpy.QtWidgets import QMainWindow, QMessageBox
+from napari.utils.notifications import show_warning
+from qtpy.QtCore import QEvent, QObject, Qt
+from qtpy.QtWidgets import QApplication, QMainWindow, QMessageBox
 
 from ._layers import OUTPUT_KEY, image_data
 from ._session import Session
@@ -28,8 +29,24 @@ class CloseGuard(QObject):
             if ask and not confirm_quit(watched, unsaved_annotations(viewer)):
                 event.ignore()
                 return True
-            self.session.finish_round("napari is closing")
+            keep_the_round(self.session)
         return False
+
+
+def keep_the_round(session: Session) -> None:
+    """Stop the running round and wait, with a wait cursor, until its model is kept."""
+    if session.viewer is not None:
+        session.viewer.status = "Keeping the training round before napari closes…"
+    QApplication.setOverrideCursor(Qt.CursorShape.WaitCursor)
+    try:
+        kept = session.finish_round("napari is closing")
+    finally:
+        QApplication.restoreOverrideCursor()
+    if not kept:
+        show_warning(
+            "napari closed before the training round ended: that round is not kept; the "
+            "rounds before it are under Model › Recent."
+        )
 
 
 def guard(session: Session, widget) -> None:

@@ -115,14 +115,15 @@ class Session(QObject):
         self.job = None
         self.set_training(False)
 
-    def finish_round(self, reason: str, seconds: float = FINISH_SECONDS) -> bool:
-        """Stop the running round and wait until it has ended and kept its model; whether it
-        has (napari's closing waits here: the process may end right after)."""
+    def finish_round(self, reason: str) -> bool:
+        """Stop the running round and wait (at most ``FINISH_SECONDS``) until it has ended and
+        kept its model; whether it has (napari's closing waits here: the process may end
+        right after)."""
         job = self.job
         if job is None:
             return True
         job.stop(reason)
-        return _jobs.wait_until(lambda: self.job is not job, seconds)
+        return _jobs.wait_until(lambda: self.job is not job, FINISH_SECONDS)
 
     def set_training(self, running: bool) -> None:
         self.training = running
