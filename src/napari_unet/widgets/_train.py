@@ -70,7 +70,9 @@ class TrainSection(QGroupBox):
         self.start_button = QPushButton("Start")
         self.start_button.clicked.connect(self.start)
         self.stop_button = QPushButton("Stop")
-        self.stop_button.setToolTip("End the round now and keep the best weights")
+        self.stop_button.setToolTip(
+            "End the round after this step; the model trained so far is kept under Model › Recent"
+        )
         self.stop_button.clicked.connect(self.stop)
         self.progress = QProgressBar(
             maximum=PROGRESS_SCALE, textVisible=False, maximumHeight=PROGRESS_HEIGHT
