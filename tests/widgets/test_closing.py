@@ -7,6 +7,7 @@ pytest.importorskip("napari")
 
 from qtpy.QtWidgets import QMessageBox
 
+from napari_unet import PLUGIN
 from napari_unet.storage import autosave
 from napari_unet.widgets._closing import keep_the_round
 
@@ -22,7 +23,7 @@ def start_endless(demo, qtbot):
     return viewer, widget
 
 
-def test_closing_the_viewer_mid_training_keeps_the_round(demo, qtbot, notes):
+def test_closing_the_viewer_mid_training_keeps_the_round(demo, qtbot, notes, make_napari_viewer):
     viewer, widget = start_endless(demo, qtbot)
     viewer.close()
     (kept,) = autosave.kept()  # written before close() returned: the process may end now
@@ -31,6 +32,9 @@ def test_closing_the_viewer_mid_training_keeps_the_round(demo, qtbot, notes):
     assert widget.session.model.history[-1]["steps"] < ENDLESS.steps
     assert f"Kept as {kept.path.name} in {kept.path.parent}" in messages(notes)
     assert "was deleted" in messages(notes)
+
+    _, again = make_napari_viewer().window.add_plugin_dock_widget(PLUGIN, "U-Net")
+    assert again.model.recent.itemData(again.model.first_kept) == kept.path
 
 
 def test_closing_the_window_mid_training_keeps_the_round(demo, qtbot, notes):
