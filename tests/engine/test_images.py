@@ -13,6 +13,7 @@ from napari_unet.engine.images import (
     check_channels,
     fits_float32,
     guess_channel_axis,
+    guess_volume,
     read_slice,
     spatial_shape,
 )
@@ -210,3 +211,22 @@ def test_normalisation_applies_in_place_to_arrays_and_tensors_along_any_axis():
     assert normalization.apply(tensor, channel_axis=0) is tensor
     assert tensor.tolist() == data.tolist()
     assert Normalization(low=[5.0], high=[5.0]).spread().tolist() == [1e-6]
+
+
+@pytest.mark.parametrize(
+    ("labels", "scale", "expected"),
+    [
+        (None, None, (False, 1.0)),  # nothing says: a series, as before
+        (["axis -3", "axis -2", "axis -1"], [1, 1, 1], (False, 1.0)),
+        (["t", "y", "x"], [2.0, 1.0, 1.0], (False, 1.0)),
+        (["time", "y", "x"], None, (False, 1.0)),
+        (["z", "y", "x"], None, (True, 1.0)),
+        (["Z", "y", "x"], [0.4, 0.2, 0.2], (True, 2.0)),
+        (["c", "z", "y", "x"], [1, 3.0, 1.5, 1.5], (True, 2.0)),
+        (["axis -3", "axis -2", "axis -1"], [2.5, 1, 1], (True, 2.5)),
+        (["z", "y", "x"], [float("nan"), 1, 1], (True, 1.0)),
+        (["z", "y", "x"], [1, 1, 0], (True, 1.0)),
+    ],
+)
+def test_a_stack_is_guessed_a_volume_or_a_series(labels, scale, expected):
+    assert guess_volume(labels, scale) == expected

@@ -116,6 +116,22 @@ def guess_channel_axis(shape: tuple[int, ...]) -> int | None:
     return None
 
 
+def guess_volume(axis_labels=None, scale=None) -> tuple[bool, float]:
+    """Whether a stack is a volume (objects continue through its first axis) and its z spacing
+    (z step / pixel size), guessed from napari's axis labels and scale of its last three
+    spatial axes: "t"/"time" first means a series, "z" a volume, a z step unlike the pixel
+    size a volume too; otherwise a series (objects per slice), with a z spacing of 1."""
+    labels = [str(label).lower() for label in (axis_labels or ())][-3:]
+    steps = [float(step) for step in (scale or ())][-3:]
+    spacing = steps[0] / steps[-1] if len(steps) == 3 and steps[-1] else 1.0
+    if not (math.isfinite(spacing) and spacing > 0):
+        spacing = 1.0
+    if len(labels) == 3 and labels[0] in ("t", "time"):
+        return False, 1.0
+    volume = (len(labels) == 3 and labels[0] == "z") or spacing != 1.0
+    return volume, spacing if volume else 1.0
+
+
 def fits_float32(dtype) -> bool:
     """Whether float32 holds every value of ``dtype`` (bool, 8/16-bit, float32) as it is."""
     dtype = np.dtype(dtype)
