@@ -15,7 +15,7 @@ from qtpy.QtWidgets import QDialogButtonBox, QMessageBox
 from napari_unet.storage import autosave
 from napari_unet.widgets._model import ExportDialog
 
-from .dock_helpers import WAIT_MS, messages, train
+from .dock_helpers import WAIT_MS, messages, predict, train
 
 
 def test_save_and_load_model(dock, qtbot, tiny, tmp_path, notes):
@@ -119,3 +119,39 @@ def test_export_proposes_a_file_beside_the_image_and_asks_for_authors(demo, qtbo
     again = ExportDialog(widget.session, tmp_path)
     assert again.author_names.text() == "Ada Lovelace, Alan Turing"
     assert again.license() == "MIT"
+
+
+def test_opened_rounds_and_models_in_use_are_never_pruned(demo, qtbot, monkeypatch):
+    viewer, _, widget = demo
+    train(qtbot, widget)
+    first = widget.session.model_file
+    predict(qtbot, widget)  # result layers of the first round
+    widget.train.resume.setChecked(False)
+    train(qtbot, widget)
+    second = widget.session.model_file
+    monkeypatch.setattr(autosave, "budget", lambda: 1)  # every older round over budget
+    widget.train.resume.setChecked(False)
+    train(qtbot, widget)
+    assert first.exists(), "a result layer's model stays"
+    assert second.exists(), "the model the round started from stays"
+    widget.model.recent.setCurrentIndex(widget.model._index_of(second))
+    widget.model.open_recent()
+    assert [k.path for k in autosave.kept() if k.pinned] == [second]
+    for layer in list(viewer.layers):
+        if "U-Net" in layer.name:
+            viewer.layers.remove(layer)
+    widget.model.recent.setCurrentIndex(widget.model._index_of(first))
+    widget.model.open_recent()
+    widget.train.resume.setChecked(False)
+    train(qtbot, widget)
+    assert first.exists() and second.exists(), "rounds the user opened stay"
+
+
+def test_the_space_for_kept_rounds_is_shown_and_changed(demo, qtbot):
+    _, _, widget = demo
+    train(qtbot, widget)
+    assert widget.model.kept.text().startswith("1 round kept")
+    widget.model.budget.setValue(42)
+    widget.model.budget.editingFinished.emit()
+    assert autosave.budget() == 42 * 2**20
+    assert "of 42 MB" in widget.model.kept.text()

@@ -203,3 +203,26 @@ def test_objects_that_are_not_blobs_get_a_hint(make_napari_viewer, notes):
     widget.predict._hint_if_not_blobs(tissue)
     assert "Objects of 'class 2': most objects share long edges" in messages(notes)
     assert "set Split objects to 0" in messages(notes)
+
+
+def test_uncertainty_layer_and_next_region_take_the_user_to_unsure_pixels(dock, qtbot, tiny):
+    viewer, widget = dock
+    tiny(widget)
+    train(qtbot, widget)
+    section = widget.predict
+    assert not section.next_button.isEnabled(), "nothing ranked before a prediction"
+    section.uncertainty.setChecked(True)
+    predict(qtbot, widget)
+    unsure = viewer.layers["nuclei: uncertainty"]
+    assert unsure.metadata[OUTPUT_KEY] == "uncertainty"
+    assert unsure.data.min() >= 0 and unsure.data.max() <= 1 and unsure.data.std() > 0
+    assert unsure not in list(section.image_combo.layers()), "not offered as an image"
+    qtbot.waitUntil(lambda: section.next_button.isEnabled(), timeout=WAIT_MS)
+    annotations = viewer.layers["nuclei annotations"]
+    section.next_region()
+    region = section.guide.shown[-1]
+    assert viewer.layers["next region"].data[0].min(0)[0] == pytest.approx(region.y - 0.5)
+    box = annotations.data[region.y : region.y + region.size, region.x : region.x + region.size]
+    assert (box > 0).mean() <= 0.5, "an annotated region is never proposed"
+    assert viewer.layers.selection.active is annotations and annotations.mode == "paint"
+    assert "Next region" in section.status.text()

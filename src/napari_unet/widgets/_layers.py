@@ -17,6 +17,8 @@ from ..engine.annotations import (
 
 CLASS_NAMES_KEY = "napari_unet_class_names"
 OUTPUT_KEY = "napari_unet_output"
+MODEL_KEY = "napari_unet_model"
+"""A result layer's model file: the kept round it came from is never pruned."""
 EDITED_KEY = "napari_unet_edited"
 PAINT_KEY = "napari_unet_paint"
 CLASSES, OBJECTS = "classes", "objects"
@@ -107,7 +109,7 @@ def channel_count(layer: Image) -> int:
 
 def is_image_to_segment(layer: Image) -> bool:
     """Whether ``layer`` is an image, not a probability this plugin predicted."""
-    return layer.metadata.get(OUTPUT_KEY) != "probability"
+    return layer.metadata.get(OUTPUT_KEY) not in ("probability", "uncertainty")
 
 
 def spatial_shape(layer: Image) -> tuple[int, ...]:

@@ -7,7 +7,7 @@ import re
 from pathlib import Path
 
 from napari.layers import Image
-from napari.utils.notifications import show_error, show_info
+from napari.utils.notifications import show_error, show_info, show_warning
 from qtpy.QtCore import Qt
 from qtpy.QtWidgets import (
     QComboBox,
@@ -21,6 +21,7 @@ from qtpy.QtWidgets import (
     QLineEdit,
     QMessageBox,
     QPushButton,
+    QSpinBox,
     QVBoxLayout,
 )
 
@@ -76,10 +77,19 @@ class ModelSection(QGroupBox):
             QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon
         )
         self.recent.setMinimumContentsLength(12)
-        self.recent.setToolTip(
-            "The built-in starting models, then every training round's model, kept in "
-            f"{autosave.folder()}: {autosave.summary()}"
+        self.kept = QLabel()
+        self.kept.setWordWrap(True)
+        self.budget = QSpinBox(
+            minimum=int(autosave.BUDGET.low), maximum=int(autosave.BUDGET.high), suffix=" MB"
         )
+        self.budget.setSingleStep(100)
+        self.budget.setValue(autosave.budget() // 2**20)
+        self.budget.setToolTip(
+            "Space for the kept rounds: when a new round takes them over it, the oldest go. "
+            "Rounds you opened, the current model and the models of result layers in the "
+            "viewer are never deleted."
+        )
+        self.budget.editingFinished.connect(self._budget_changed)
         self.open_button = QPushButton("Open")
         self.open_button.setToolTip("Make the chosen model the current one")
         self.open_button.clicked.connect(self.open_recent)
@@ -105,6 +115,10 @@ class ModelSection(QGroupBox):
         recent.addWidget(self.recent, 1)
         recent.addWidget(self.open_button)
         form.addRow("Recent", recent)
+        kept = QHBoxLayout()
+        kept.addWidget(self.kept, 1)
+        kept.addWidget(self.budget)
+        form.addRow("Kept", kept)
         buttons = QHBoxLayout()
         buttons.addWidget(self.load_button)
         buttons.addWidget(self.save_button)
@@ -139,6 +153,12 @@ class ModelSection(QGroupBox):
             self.recent.setItemData(
                 self.recent.count() - 1, str(kept.path), Qt.ItemDataRole.ToolTipRole
             )
+        summary = f"{autosave.summary()}, in {autosave.folder()}"
+        self.kept.setText(autosave.summary().split(";")[0])
+        self.kept.setToolTip(summary)
+        self.recent.setToolTip(
+            f"The built-in starting models, then every training round's model: {summary}"
+        )
         current = self._index_of(self.session.model_file)
         if current >= 0:
             self.recent.setCurrentIndex(current)
@@ -211,7 +231,21 @@ class ModelSection(QGroupBox):
             show_error(f"Cannot load the model: {error}")
             return
         self.session.set_model(model, LOADED, Path(path))
+        try:
+            autosave.pin(path)  # a kept round the user opened is never pruned
+        except UNetError as error:
+            show_warning(f"The opened round may be pruned later: {error}")
         show_info(f"Loaded {Path(path).name}: {model.describe()}")
+
+    def _budget_changed(self) -> None:
+        """Store the space for kept rounds; it applies when the next round is kept."""
+        if self.budget.value() * 2**20 == autosave.budget():
+            return
+        try:
+            autosave.set_budget(self.budget.value())
+        except UNetError as error:
+            show_error(f"Cannot change the space for kept models: {error}")
+        self.list_recent()
 
     def _ask_save(self) -> None:
         dialog = QFileDialog(self, "Save model", f"model{SUFFIX}", FILE_FILTER)

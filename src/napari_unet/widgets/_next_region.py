@@ -24,6 +24,12 @@ def annotated_mask(annotations: Labels | None, shape: tuple[int, ...]) -> np.nda
     return (np.asarray(image_data(annotations)) > 0).reshape(shape)
 
 
+def stack_shape(image: Image) -> tuple[int, ...]:
+    """The (Z, Y, X) shape of an image layer's data, Z = 1 for a 2D image."""
+    shape = tuple(image_data(image).shape)[: -1 if image.rgb else None]
+    return shape if len(shape) == 3 else (1, *shape[-2:])
+
+
 def ranking(uncertainty: np.ndarray, annotated: np.ndarray, size: int) -> list[Region]:
     """The best regions of a (Z, Y, X) uncertainty (run in a worker)."""
     return rank_regions(uncertainty, annotated, size=size, count=CANDIDATES)

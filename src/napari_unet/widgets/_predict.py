@@ -1,9 +1,12 @@
 """Predict: a whole image or stack, or the slice in view, into named result layers."""
 
+import dataclasses
+import functools
+
 import numpy as np
 from napari.layers import Image
 from napari.utils.notifications import show_error, show_info, show_warning
-from qtpy.QtCore import Qt, QTimer
+from qtpy.QtCore import QTimer
 from qtpy.QtWidgets import (
     QCheckBox,
     QComboBox,
@@ -24,6 +27,7 @@ from ..engine.annotations import BACKGROUND, contacts
 from ..engine.errors import UNetError
 from ..engine.objects import ObjectSettings, find_objects
 from ..engine.predict import Prediction, Predictor, PredictProgress
+from ..engine.regions import DEFAULT_REGION
 from . import _jobs
 from ._annotate import AnnotateSection
 from ._combo import LayerCombo
@@ -31,6 +35,7 @@ from ._layers import (
     CLASS_NAMES_KEY,
     CLASSES,
     EDITED_KEY,
+    MODEL_KEY,
     OUTPUT_KEY,
     PAINT_KEY,
     channel_axis,
@@ -46,6 +51,7 @@ from ._layers import (
     probability_colormap,
     spatial_shape,
 )
+from ._next_region import NextRegion, annotated_mask, ranking, stack_shape
 from ._session import Session
 
 PROGRESS_HEIGHT = 8
@@ -65,6 +71,11 @@ class PredictSection(QGroupBox):
         self.classes.setToolTip("A Labels layer with the annotation ids; background transparent")
         self.probabilities = QCheckBox("Probabilities")
         self.probabilities.setToolTip("One Image layer per class, 0..1")
+        self.uncertainty = QCheckBox("Uncertainty")
+        self.uncertainty.setToolTip(
+            "An Image layer of how unsure the model is, 0 sure .. 1 unsure: mistakes gather "
+            "where it is bright (Next region takes you to the worst place)"
+        )
         self.instances = QCheckBox("Objects of")
         self.instances.setToolTip(
             "The objects of one class, each with its own id: for classes of separate blobs "
@@ -99,6 +110,15 @@ class PredictSection(QGroupBox):
             "again (undo with Ctrl+Z)"
         )
         self.copy_button.clicked.connect(self.copy_to_annotations)
+        self.next_button = QPushButton("Next region")
+        self.next_button.setToolTip(
+            "Go to where annotating helps most: the region with the most unsure, unannotated "
+            "pixels of the last prediction (again for the next one)"
+        )
+        self.next_button.clicked.connect(self.next_region)
+        self.guide = NextRegion(session.viewer)
+        self.ranking = None
+        self._ranked_from = 0
         self.progress = QProgressBar(textVisible=False, maximumHeight=PROGRESS_HEIGHT)
         self.status = QLabel()
         self.status.setWordWrap(True)
@@ -108,6 +128,7 @@ class PredictSection(QGroupBox):
         outputs = QGridLayout()
         outputs.addWidget(self.classes, 0, 0)
         outputs.addWidget(self.probabilities, 0, 1)
+        outputs.addWidget(self.uncertainty, 0, 2)
         outputs.addWidget(self.instances, 1, 0)
         outputs.addWidget(self.instance_class, 1, 1)
         form.addRow("Outputs", outputs)
@@ -128,7 +149,10 @@ class PredictSection(QGroupBox):
         layout.addWidget(self.progress)
         below = QHBoxLayout()
         below.addWidget(self.status, 1)
-        below.addWidget(self.copy_button, 0, Qt.AlignmentFlag.AlignTop)
+        copying = QVBoxLayout()
+        copying.addWidget(self.copy_button)
+        copying.addWidget(self.next_button)
+        below.addLayout(copying)
         layout.addLayout(below)
 
         self._show_later = _jobs.Throttle(self._show, parent=self)
@@ -207,6 +231,7 @@ class PredictSection(QGroupBox):
                 channel_axis=channel_axis(image),
                 labels=self.classes.isChecked(),
                 probabilities=self.probabilities.isChecked(),
+                uncertainty=True,
                 instances_of=instances,
                 objects=self.objects() if instances else None,
                 device=self.session.device,
@@ -254,10 +279,14 @@ class PredictSection(QGroupBox):
         if result.instances is not None:
             name = f"{image.name}: {model.class_names[self.instance_class.currentData() - 1]}"
             wanted.append(("instances", f"{name} objects", result.instances, None))
+        if self.uncertainty.isChecked():
+            wanted.append(("uncertainty", f"{image.name}: uncertainty", result.uncertainty, None))
         layers: dict[str, list] = {}
         self._pending = []
         for kind, name, array, label in wanted:
             metadata = {OUTPUT_KEY: kind}
+            if self.session.model_file is not None:
+                metadata[MODEL_KEY] = str(self.session.model_file)
             if kind == "classes":
                 metadata.update({CLASS_NAMES_KEY: list(model.class_names), PAINT_KEY: CLASSES})
             existing = next((layer for layer in viewer.layers if layer.name == name), None)
@@ -301,7 +330,17 @@ class PredictSection(QGroupBox):
     def _add_layer(self, kind, index, name, data, label, metadata, place) -> None:
         """Add one result layer to the viewer."""
         viewer = self.session.viewer
-        if kind == "probability":
+        if kind == "uncertainty":
+            layer = viewer.add_image(
+                data,
+                name=name,
+                colormap="magma",
+                contrast_limits=(0, 1),
+                blending="additive",
+                metadata=metadata,
+                **place,
+            )
+        elif kind == "probability":
             layer = viewer.add_image(
                 data,
                 name=name,
@@ -359,6 +398,7 @@ class PredictSection(QGroupBox):
             self._copy_slice(result)
         where = "" if self._slice is None else f", slice {self._slice}"
         self.status.setText(f"Predicted {image}{where}.")
+        self._rank(result.uncertainty)
         if result.instances is not None:
             self._hint_if_not_blobs(result.instances)
 
@@ -385,11 +425,60 @@ class PredictSection(QGroupBox):
             if result.probabilities is not None
             else [],
             "instances": [result.instances],
+            "uncertainty": [result.uncertainty],
         }
         for kind, layers in self.outputs.items():
             for layer, array in zip(layers, arrays[kind], strict=True):
                 layer.data[self._slice] = array
                 layer.refresh()
+
+    def _rank(self, uncertainty) -> None:
+        """Rank the regions of the prediction just made for Next region, in a worker."""
+        image, first = self._image, self._slice or 0
+        unsure = np.asarray(uncertainty)
+        unsure = unsure.reshape(-1, *unsure.shape[-2:])
+        whole = annotated_mask(self.annotate.annotations(), stack_shape(image))
+        annotated = whole[first : first + len(unsure)]
+        self.guide.reset(image, [])
+        self._ranked_from = first
+        self.ranking = _jobs.start(
+            ranking,
+            unsure,
+            annotated,
+            DEFAULT_REGION,
+            returned=self._ranked,
+            errored=functools.partial(_jobs.notify_error, "Next region"),
+        )
+
+    def _ranked(self, regions) -> None:
+        """The ranking is ready: Next region can go there."""
+        first = self._ranked_from
+        self.guide.reset(
+            self.guide.image, [dataclasses.replace(r, z=r.z + first) for r in regions]
+        )
+        self.ranking = None
+        self._sync()
+
+    def next_region(self) -> None:
+        """Show the best region of the last prediction not shown or annotated yet."""
+        image = self.guide.image
+        if image is None or image not in self.session.viewer.layers:
+            show_error("Predict first: Next region ranks the regions of a prediction.")
+            return
+        annotations = self.annotate.annotations()
+        region = self.guide.next(annotated_mask(annotations, stack_shape(image)))
+        if region is None:
+            show_info(
+                "No unsure, unannotated region is left in this prediction: train again and "
+                "predict to rank the regions anew."
+            )
+            return
+        self.guide.show(region, annotations)
+        where = f"slice {region.z}, " if len(spatial_shape(image)) == 3 else ""
+        self.status.setText(
+            f"Next region: {where}y {region.y}, x {region.x} (outlined). Correct the "
+            "prediction there, then train again."
+        )
 
     def _failed(self, error: BaseException) -> None:
         self.status.setText("Prediction failed: see the notification.")
@@ -488,6 +577,7 @@ class PredictSection(QGroupBox):
         for button in (self.predict_button, self.slice_button):
             button.setEnabled(model is not None and not running)
         self.cancel_button.setEnabled(running)
+        self.next_button.setEnabled(bool(self.guide.regions) and not running)
         self.instance_class.setEnabled(self.instances.isChecked())
         for part in (self.split_label, self.split_row):
             part.setVisible(self.instances.isChecked())

@@ -2,6 +2,7 @@
 
 import copy
 import dataclasses
+from pathlib import Path
 
 from napari.utils.notifications import show_error, show_warning
 from qtpy.QtWidgets import (
@@ -24,6 +25,7 @@ from ..storage import autosave
 from . import _jobs
 from ._annotate import AnnotateSection
 from ._layers import (
+    MODEL_KEY,
     channel_axis,
     channel_count,
     class_names,
@@ -156,7 +158,9 @@ class TrainSection(QGroupBox):
         except UNetError as error:
             show_error(f"Cannot train: {error}")
             return
-        job = RoundJob(trainer, CONTINUED if resume else TRAINED, image.name)
+        job = RoundJob(
+            trainer, CONTINUED if resume else TRAINED, image.name, models_in_use(self.session)
+        )
         self.job, self.last, self._inputs = job, None, (image, annotations)
         self._outcome = "Not trained."
         if not resume:
@@ -277,8 +281,9 @@ class RoundJob:
     deleted layer, the dock or napari closing), it returns its model kept in the autosave
     folder, and why it ended early."""
 
-    def __init__(self, trainer: Trainer, how: str, image_name: str):
+    def __init__(self, trainer: Trainer, how: str, image_name: str, in_use=()):
         self.trainer, self.how, self.image_name = trainer, how, image_name
+        self.in_use = list(in_use)
         self.stopped_by: str | None = None
 
     def stop(self, reason: str) -> None:
@@ -288,18 +293,30 @@ class RoundJob:
         self.trainer.stop()
 
     def run(self):
-        outcome = yield from train_and_keep(self.trainer, self.how)
+        outcome = yield from train_and_keep(self.trainer, self.how, self.in_use)
         return dataclasses.replace(outcome, stopped_by=self.stopped_by)
 
 
-def train_and_keep(trainer: Trainer, how: str):
+def models_in_use(session) -> list[Path]:
+    """The model files the current model and the viewer's result layers came from: kept
+    rounds that pruning must spare."""
+    files = [session.model_file] if session.model_file is not None else []
+    viewer = session.viewer
+    for layer in viewer.layers if viewer is not None else ():
+        if layer.metadata.get(MODEL_KEY):
+            files.append(Path(layer.metadata[MODEL_KEY]))
+    return files
+
+
+def train_and_keep(trainer: Trainer, how: str, in_use=()):
     """The trainer's progress, then the round's outcome, the model kept in the autosave folder
-    (in the worker thread: the model is kept even if the dock is gone)."""
+    (in the worker thread: the model is kept even if the dock is gone), sparing the kept
+    rounds ``in_use``."""
     segmenter = yield from trainer.run()
     if not segmenter.history or not segmenter.history[-1].get("steps"):
         return Round(None, how)
     try:
-        return Round(segmenter, how, autosave.keep(segmenter))
+        return Round(segmenter, how, autosave.keep(segmenter, protect=in_use))
     except UNetError as error:
         return Round(segmenter, how, problem=str(error))
 
