@@ -5,6 +5,8 @@ import pytest
 
 pytest.importorskip("napari")
 
+import dataclasses
+
 import dask.array as da
 import numpy as np
 import torch
@@ -12,12 +14,15 @@ from skimage.measure import label as connected_components
 
 from napari_unet import PLUGIN
 from napari_unet.engine import predict as predict_module
+from napari_unet.engine.progress import drain
+from napari_unet.engine.train import Trainer
 from napari_unet.samples import nuclei
 from napari_unet.widgets import UNetWidget
 from napari_unet.widgets._layers import EDITED_KEY, OUTPUT_KEY
 from napari_unet.widgets._predict import NOT_BLOBS, shared_border_fraction
 
 from .dock_helpers import (
+    TINY,
     WAIT_MS,
     long_stack,
     messages,
@@ -226,3 +231,45 @@ def test_uncertainty_layer_and_next_region_take_the_user_to_unsure_pixels(dock, 
     assert (box > 0).mean() <= 0.5, "an annotated region is never proposed"
     assert viewer.layers.selection.active is annotations and annotations.mode == "paint"
     assert "Next region" in section.status.text()
+
+
+def test_a_volume_gets_objects_in_3d_and_a_series_per_slice(make_napari_viewer, qtbot, notes):
+    viewer = make_napari_viewer()
+    yy, xx = np.mgrid[:64, :64]
+    disc = ((yy - 32) ** 2 + (xx - 32) ** 2 < 12**2).astype(np.float32)
+    stack = np.stack([disc * 200 + 20] * 3) + np.random.default_rng(0).normal(0, 5, (3, 64, 64))
+    annotations = (disc + 1).astype(np.uint8)[None]
+    settings = dataclasses.replace(TINY, steps=60)
+    trainer = Trainer(stack[:1], annotations, settings=settings)
+    widget = UNetWidget(viewer)
+    widget.session.set_model(drain(trainer.run()))
+    widget.session.device = "cpu"
+    volume = viewer.add_image(stack, name="zstack", axis_labels=("z", "y", "x"), scale=(2, 1, 1))
+    series = viewer.add_image(stack, name="movie", axis_labels=("t", "y", "x"))
+    section = widget.predict
+    section.instances.setChecked(True)
+    section.split.setValue(0)
+
+    section.image_combo.choose(volume)
+    assert section.stack_row.isVisibleTo(section) and section.stack.currentData() is True
+    assert section.z_spacing.value() == pytest.approx(2)
+    predict(qtbot, widget)
+    objects = viewer.layers["zstack: class 2 objects"].data
+    ids = [set(np.unique(objects[z])) - {0} for z in range(3)]
+    assert ids[0] and ids[0] == ids[1] == ids[2], "one nucleus, one id through z"
+    assert "taken as a volume" in messages(notes)
+    assert volume.metadata["napari_unet_stack"] == {"volume": True, "z_spacing": 2.0}
+
+    section.image_combo.choose(series)
+    assert section.stack.currentData() is False
+    predict(qtbot, widget)
+    objects = viewer.layers["movie: class 2 objects"].data
+    ids = [set(np.unique(objects[z])) - {0} for z in range(3)]
+    assert ids[0] and not ids[0] & ids[1], "objects per frame in a series"
+
+    section.stack.setCurrentIndex(section.stack.findData(True))
+    section.stack.activated.emit(section.stack.currentIndex())
+    assert series.metadata["napari_unet_stack"]["volume"] is True, "the choice is kept"
+    section.image_combo.choose(volume)
+    section.image_combo.choose(series)
+    assert section.stack.currentData() is True

@@ -14,9 +14,12 @@ from ..engine.annotations import (
     default_class_names,
     objects_to_classes,
 )
+from ..engine.images import guess_volume
 
 CLASS_NAMES_KEY = "napari_unet_class_names"
 OUTPUT_KEY = "napari_unet_output"
+STACK_KEY = "napari_unet_stack"
+"""A stack's kind as the user chose it: {"volume": bool, "z_spacing": float}."""
 MODEL_KEY = "napari_unet_model"
 """A result layer's model file: the kept round it came from is never pruned."""
 EDITED_KEY = "napari_unet_edited"
@@ -110,6 +113,16 @@ def channel_count(layer: Image) -> int:
 def is_image_to_segment(layer: Image) -> bool:
     """Whether ``layer`` is an image, not a probability this plugin predicted."""
     return layer.metadata.get(OUTPUT_KEY) not in ("probability", "uncertainty")
+
+
+def stack_kind(layer: Image) -> tuple[bool, float, bool]:
+    """Whether a stack layer is a volume, its z spacing, and whether the user chose them (else
+    they are guessed from the layer's axis labels and scale)."""
+    stored = layer.metadata.get(STACK_KEY)
+    if isinstance(stored, dict) and {"volume", "z_spacing"} <= set(stored):
+        return bool(stored["volume"]), float(stored["z_spacing"]), True
+    volume, spacing = guess_volume(getattr(layer, "axis_labels", None), list(layer.scale))
+    return volume, spacing, False
 
 
 def spatial_shape(layer: Image) -> tuple[int, ...]:

@@ -38,6 +38,7 @@ from ._layers import (
     MODEL_KEY,
     OUTPUT_KEY,
     PAINT_KEY,
+    STACK_KEY,
     channel_axis,
     channel_count,
     class_colormap,
@@ -50,6 +51,7 @@ from ._layers import (
     placement,
     probability_colormap,
     spatial_shape,
+    stack_kind,
 )
 from ._next_region import NextRegion, annotated_mask, ranking, stack_shape
 from ._session import Session
@@ -95,6 +97,19 @@ class PredictSection(QGroupBox):
         self.min_size.setToolTip(
             "Smaller objects join a touching object, or are dropped when alone"
         )
+        self.stack = QComboBox()
+        self.stack.addItem("series: objects per slice", False)
+        self.stack.addItem("volume: objects in 3D", True)
+        self.stack.setToolTip(
+            "A series (time-lapse, unrelated slices) gets objects slice by slice; in a volume "
+            "(z-stack) an object continues through the slices and keeps one id. Guessed from "
+            "the layer's axis labels (t, z) and scale; your choice is kept with the layer."
+        )
+        self.z_spacing = QDoubleSpinBox(decimals=2, minimum=0.01, maximum=1000.0)
+        self.z_spacing.setSingleStep(0.5)
+        self.z_spacing.setToolTip("The z step over the pixel size (from the layer's scale)")
+        self.stack.activated.connect(self._stack_chosen)
+        self.z_spacing.editingFinished.connect(self._stack_chosen)
         self.predict_button = QPushButton("Predict")
         self.predict_button.setToolTip("Predict the whole image or stack")
         self.predict_button.clicked.connect(self.predict)
@@ -140,6 +155,14 @@ class PredictSection(QGroupBox):
         objects.addWidget(QLabel("min size (px)"))
         objects.addWidget(self.min_size, 1)
         form.addRow(self.split_label, self.split_row)
+        self.stack_label = QLabel("Stack")
+        self.stack_row = QWidget()
+        kind = QHBoxLayout(self.stack_row)
+        kind.setContentsMargins(0, 0, 0, 0)
+        kind.addWidget(self.stack, 1)
+        kind.addWidget(QLabel("z step"))
+        kind.addWidget(self.z_spacing)
+        form.addRow(self.stack_label, self.stack_row)
         buttons = QHBoxLayout()
         for button in (self.predict_button, self.slice_button, self.cancel_button):
             buttons.addWidget(button)
@@ -172,14 +195,35 @@ class PredictSection(QGroupBox):
         session.changed.connect(self._sync)
         session.viewer.layers.events.removed.connect(self._layer_removed)
         annotate.image_combo.currentIndexChanged.connect(self._follow_annotated_image)
+        self.image_combo.currentIndexChanged.connect(self._show_stack_kind)
         self.instances.toggled.connect(self._sync)
         self._follow_annotated_image()
+        self._show_stack_kind()
         self._sync()
 
     def _follow_annotated_image(self, index=None) -> None:
         image = self.annotate.image()
         if image is not None:
             self.image_combo.choose(image)
+
+    def _show_stack_kind(self, index=None) -> None:
+        """Show the chosen image's kind of stack: the user's choice, else the guess."""
+        image = self.image_combo.layer()
+        if image is not None and len(spatial_shape(image)) == 3:
+            volume, spacing, _ = stack_kind(image)
+            self.stack.setCurrentIndex(self.stack.findData(volume))
+            self.z_spacing.setValue(spacing)
+        self._sync()
+
+    def _stack_chosen(self, index=None) -> None:
+        """Keep the user's choice with the image layer."""
+        image = self.image_combo.layer()
+        if image is not None and len(spatial_shape(image)) == 3:
+            image.metadata[STACK_KEY] = {
+                "volume": bool(self.stack.currentData()),
+                "z_spacing": self.z_spacing.value(),
+            }
+        self._sync()
 
     def objects(self) -> ObjectSettings:
         return ObjectSettings(split=self.split.value(), min_size=self.min_size.value())
@@ -221,6 +265,15 @@ class PredictSection(QGroupBox):
             index = current_index(self.session.viewer, image)
             data = data[index]
         instances = self.instance_class.currentData() if self.instances.isChecked() else None
+        volume = bool(
+            instances and index is None and self._is_stack(image) and self.stack.currentData()
+        )
+        if instances and index is None and self._is_stack(image) and not stack_kind(image)[2]:
+            self._stack_chosen()
+            show_info(
+                f"'{image.name}' is taken as a {'volume' if volume else 'series'} (from its "
+                "axis labels and scale): change it under Predict › Stack if it is not."
+            )
         if not (self.classes.isChecked() or self.probabilities.isChecked() or instances):
             show_error("Choose at least one output: classes, probabilities or objects.")
             return
@@ -234,6 +287,8 @@ class PredictSection(QGroupBox):
                 uncertainty=True,
                 instances_of=instances,
                 objects=self.objects() if instances else None,
+                volume=volume,
+                z_spacing=self.z_spacing.value() if volume else 1.0,
                 device=self.session.device,
             )
             result = predictor.allocate()
@@ -400,6 +455,9 @@ class PredictSection(QGroupBox):
         self.status.setText(f"Predicted {image}{where}.")
         self._rank(result.uncertainty)
         if result.instances is not None:
+            for layer in self.outputs.get("instances", []):
+                if layer is not None:
+                    layer.refresh()  # a volume's objects arrive all at once, at the end
             self._hint_if_not_blobs(result.instances)
 
     def _hint_if_not_blobs(self, instances) -> None:
@@ -581,6 +639,14 @@ class PredictSection(QGroupBox):
         self.instance_class.setEnabled(self.instances.isChecked())
         for part in (self.split_label, self.split_row):
             part.setVisible(self.instances.isChecked())
+        stack = self.instances.isChecked() and self._is_stack(self.image_combo.layer())
+        for part in (self.stack_label, self.stack_row):
+            part.setVisible(stack)
+        self.z_spacing.setEnabled(bool(self.stack.currentData()))
+
+    @staticmethod
+    def _is_stack(image) -> bool:
+        return image is not None and len(spatial_shape(image)) == 3
 
 
 def separated_classes(classes: np.ndarray, probabilities: dict, settings: ObjectSettings):
