@@ -155,7 +155,12 @@ def test_an_interrupt_while_renaming_comes_after_the_whole_set(tmp_path, monkeyp
         real_replace(source, target)
 
     monkeypatch.setattr(os, "replace", interrupted_replace)
-    with pytest.raises(KeyboardInterrupt), reserve([a, b]) as outputs:
-        outputs.commit([write(b"A"), write(b"B")])
+    # a process started in the background may inherit SIGINT ignored: interrupt as Ctrl+C does
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        with pytest.raises(KeyboardInterrupt), reserve([a, b]) as outputs:
+            outputs.commit([write(b"A"), write(b"B")])
+    finally:
+        signal.signal(signal.SIGINT, previous)
     assert a.read_bytes() == b"A" and b.read_bytes() == b"B"
     assert names(tmp_path) == ["a.bin", "b.bin"]
