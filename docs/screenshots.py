@@ -179,11 +179,11 @@ def volume() -> None:
     annotations.visible = False
     layer.visible = False
     viewer.dims.ndisplay = 3
-    viewer.camera.angles = (-10, 30, 60)
     widget.findChild(QScrollArea).ensureWidgetVisible(widget.predict.stack)
     viewer.reset_view()
     wait(1.0)
-    viewer.camera.zoom *= 1.3
+    viewer.scene.camera.angles = (-20, 35, 75)
+    viewer.scene.camera.zoom *= 1.2
     wait(1.0)
     viewer.screenshot(DOCS / "7-volume-objects.png", canvas_only=False)
     print("wrote docs/7-volume-objects.png")
