@@ -64,8 +64,16 @@ def find_objects(
     if settings.split == 0 or not mask.any():
         return renumber(components)
     height = _height(np.nan_to_num(np.asarray(probability, dtype=np.float32)), mask)
+    return renumber(split_by_saddles(height, mask, settings, np.ones((3, 3))))
+
+
+def split_by_saddles(
+    height: np.ndarray, mask: np.ndarray, settings: ObjectSettings, structure: np.ndarray
+) -> np.ndarray:
+    """Object ids (not yet consecutive) of ``mask``, in 2D or 3D: the basins of the height
+    map's peaks, joined across passes by the relative-saddle rule, small ones merged."""
     peaks = (height == ndimage.maximum_filter(height, size=3)) & mask
-    markers, n = ndimage.label(peaks, structure=np.ones((3, 3)))
+    markers, n = ndimage.label(peaks, structure=structure, output=np.int32)
     basins = watershed(-height, markers, mask=mask)
     top = np.zeros(n + 1, dtype=np.float32)
     top[markers[peaks]] = height[peaks]
@@ -76,7 +84,7 @@ def find_objects(
     if settings.min_size > 1:
         sizes = np.bincount(basins.ravel(), minlength=n + 1)
         owner = merge_small(owner, sizes, first, second, settings.min_size)
-    return renumber(owner[basins])
+    return owner[basins]
 
 
 def _height(probability: np.ndarray, mask: np.ndarray) -> np.ndarray:

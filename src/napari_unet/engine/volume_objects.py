@@ -17,11 +17,10 @@ import math
 
 import numpy as np
 from scipy import ndimage
-from skimage.segmentation import watershed
 
 from .checks import Bound
 from .errors import UNetError
-from .objects import ObjectSettings, by_dynamics, merge_small, renumber, saddles
+from .objects import ObjectSettings, renumber, split_by_saddles
 from .stitching import face_matches, global_ids, neighbours, plan_blocks
 
 Z_SPACING = Bound("z spacing (z step / pixel size)", float, 0, above=True)
@@ -138,19 +137,7 @@ def _cut_piece(probability, inside, box, settings: ObjectSettings, z_spacing: fl
     piece = np.zeros([g.stop - g.start for g in region], dtype=bool)
     piece[within] = inside
     height = _height(np.asarray(probability[region], dtype=np.float32), piece, z_spacing, sigma)
-    peaks = (height == ndimage.maximum_filter(height, size=3)) & piece
-    markers, n = ndimage.label(peaks, structure=FULL, output=np.int32)
-    basins = watershed(-height, markers, mask=piece)
-    top = np.zeros(n + 1, dtype=np.float32)
-    top[markers[peaks]] = height[peaks]
-    first, second, saddle = saddles(basins, height)
-    order = np.argsort(-saddle, kind="stable")
-    first, second, saddle = first[order], second[order], saddle[order]
-    owner = by_dynamics(top, first, second, saddle, settings.split)
-    if settings.min_size > 1:
-        sizes = np.bincount(basins.ravel(), minlength=n + 1)
-        owner = merge_small(owner, sizes, first, second, settings.min_size)
-    return renumber(owner[basins[within]]).astype(np.int32)
+    return renumber(split_by_saddles(height, piece, settings, FULL)[within]).astype(np.int32)
 
 
 def _height(probability, inside, z_spacing: float, sigma) -> np.ndarray:
