@@ -71,11 +71,11 @@ def keep(segmenter: Segmenter, protect=()) -> Path:
 def prune(protect=()) -> list[Path]:
     """Delete the oldest copies that take the kept ones over the budget, never a pinned or
     protected one; return the deleted paths."""
-    spared = {Path(p).resolve() for p in protect} | set(_settings()["pinned"])
-    used, deleted = 0, []
+    spared = {Path(p).resolve() for p in protect}
+    used, deleted, limit = 0, [], budget()
     for model in kept():
         used += model.size
-        if used > budget() and model.path.resolve() not in spared:
+        if used > limit and not model.pinned and model.path.resolve() not in spared:
             with contextlib.suppress(OSError):
                 model.path.unlink(missing_ok=True)
                 deleted.append(model.path)

@@ -10,7 +10,7 @@ import numpy as np
 from napari.layers import Image, Labels, Shapes
 
 from ..engine.regions import Region, rank_regions
-from ._layers import image_data, placement
+from ._layers import image_data, placement, spatial_shape
 
 OUTLINE = "next region"
 CANDIDATES = 50
@@ -25,9 +25,9 @@ def annotated_mask(annotations: Labels | None, shape: tuple[int, ...]) -> np.nda
 
 
 def stack_shape(image: Image) -> tuple[int, ...]:
-    """The (Z, Y, X) shape of an image layer's data, Z = 1 for a 2D image."""
-    shape = tuple(image_data(image).shape)[: -1 if image.rgb else None]
-    return shape if len(shape) == 3 else (1, *shape[-2:])
+    """The (Z, Y, X) shape of an image layer, Z = 1 for a 2D image."""
+    shape = spatial_shape(image)
+    return shape if len(shape) == 3 else (1, *shape)
 
 
 def ranking(uncertainty: np.ndarray, annotated: np.ndarray, size: int) -> list[Region]:
@@ -63,10 +63,10 @@ class NextRegion:
     def show(self, region: Region, annotations: Labels | None) -> Shapes:
         """Move the view to ``region``, outline it, and select ``annotations`` to paint."""
         image = self.image
-        flat = len(image_data(image).shape) - bool(image.rgb) == 2
+        flat = len(spatial_shape(image)) == 2
         y0, x0 = region.y, region.x
-        shape = image_data(image).shape[-3 if image.rgb else -2 :][:2]
-        y1, x1 = min(y0 + region.size, shape[0]), min(x0 + region.size, shape[1])
+        height, width = spatial_shape(image)[-2:]
+        y1, x1 = min(y0 + region.size, height), min(x0 + region.size, width)
         corners = np.array([[y0, x0], [y0, x1], [y1, x1], [y1, x0]], float) - 0.5
         if not flat:
             corners = np.column_stack([np.full(4, region.z), corners])

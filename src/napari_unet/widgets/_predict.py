@@ -265,10 +265,9 @@ class PredictSection(QGroupBox):
             index = current_index(self.session.viewer, image)
             data = data[index]
         instances = self.instance_class.currentData() if self.instances.isChecked() else None
-        volume = bool(
-            instances and index is None and self._is_stack(image) and self.stack.currentData()
-        )
-        if instances and index is None and self._is_stack(image) and not stack_kind(image)[2]:
+        stack_objects = bool(instances) and index is None and self._is_stack(image)
+        volume = stack_objects and bool(self.stack.currentData())
+        if stack_objects and not stack_kind(image)[2]:
             self._stack_chosen()
             show_info(
                 f"'{image.name}' is taken as a {'volume' if volume else 'series'} (from its "
