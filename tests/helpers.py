@@ -6,6 +6,7 @@ import hashlib
 
 import numpy as np
 import torch
+from scipy import ndimage
 
 from napari_unet.engine.segmenter import Segmenter
 from napari_unet.engine.train import Trainer, TrainSettings
@@ -55,3 +56,13 @@ def one_error_line(capsys, message: str) -> str:
     assert err.startswith("napari-unet-loop: error:") and message in err, err
     assert len(err.splitlines()) == 1, err
     return err
+
+
+def random_balls(shape: tuple[int, int, int], count: int) -> tuple[np.ndarray, np.ndarray]:
+    """(probability, mask) of ``count`` balls of radius 9 at random places in a (Z, Y, X)
+    volume whose z step is 2 pixels; many of them touch."""
+    rng = np.random.default_rng(0)
+    centres = np.ones(shape, dtype=bool)
+    centres[tuple(rng.integers(0, n, count) for n in shape)] = False
+    mask = ndimage.distance_transform_edt(centres, sampling=(2, 1, 1)) < 9
+    return ndimage.gaussian_filter(mask.astype(np.float32), 1.0), mask

@@ -2,7 +2,6 @@
 
 import numpy as np
 import pytest
-from scipy import ndimage
 
 from napari_unet.engine.stitching import (
     face_matches,
@@ -13,6 +12,8 @@ from napari_unet.engine.stitching import (
 )
 from napari_unet.engine.volume_objects import find_volume_objects
 
+from helpers import random_balls
+
 
 def same_up_to_renumbering(a: np.ndarray, b: np.ndarray) -> bool:
     pairs = np.unique(np.stack([a.ravel(), b.ravel()]), axis=1)
@@ -22,12 +23,7 @@ def same_up_to_renumbering(a: np.ndarray, b: np.ndarray) -> bool:
 @pytest.fixture(scope="module")
 def nuclei():
     """(probability, mask) of 80 touching balls in a 40x160x200 volume, z step 2 pixels."""
-    rng = np.random.default_rng(0)
-    shape = (40, 160, 200)
-    centres = np.ones(shape, dtype=bool)
-    centres[tuple(rng.integers(0, n, 80) for n in shape)] = False
-    mask = ndimage.distance_transform_edt(centres, sampling=(2, 1, 1)) < 9
-    return ndimage.gaussian_filter(mask.astype(np.float32), 1.0), mask
+    return random_balls((40, 160, 200), 80)
 
 
 @pytest.mark.parametrize(

@@ -12,6 +12,8 @@ from napari_unet.engine.errors import UNetError
 from napari_unet.engine.objects import ObjectSettings, find_objects
 from napari_unet.engine.volume_objects import anisotropic_distance, find_volume_objects
 
+from helpers import random_balls
+
 
 def balls(*centres, shape=(24, 64, 96), z_spacing=1.0) -> np.ndarray:
     """A mask of the union of ``(z, y, x, radius)`` balls (z in slices, radius in pixels) on a
@@ -119,12 +121,7 @@ def test_slices_of_a_series_keep_their_2d_objects():
 
 
 def test_memory_stays_well_under_three_times_the_probabilities():
-    rng = np.random.default_rng(0)
-    shape = (40, 256, 256)
-    centres = np.ones(shape, dtype=bool)
-    centres[tuple(rng.integers(0, n, 150) for n in shape)] = False
-    mask = ndimage.distance_transform_edt(centres, sampling=(2, 1, 1)) < 9
-    probability = ndimage.gaussian_filter(mask.astype(np.float32), 1.0)
+    probability, mask = random_balls((40, 256, 256), 150)
     tracemalloc.start()
     try:
         found = find_volume_objects(probability, mask, z_spacing=2.0)
@@ -135,17 +132,8 @@ def test_memory_stays_well_under_three_times_the_probabilities():
     assert peak < 1.5 * probability.nbytes
 
 
-def dense(shape=(40, 200, 240), count=400):
-    """(probability, mask) of many touching balls: most of them one connected piece."""
-    rng = np.random.default_rng(0)
-    centres = np.ones(shape, dtype=bool)
-    centres[tuple(rng.integers(0, n, count) for n in shape)] = False
-    mask = ndimage.distance_transform_edt(centres, sampling=(2, 1, 1)) < 9
-    return ndimage.gaussian_filter(mask.astype(np.float32), 1.0), mask
-
-
 def test_a_piece_too_big_to_cut_at_once_is_cut_in_blocks_alike(monkeypatch):
-    probability, mask = dense()
+    probability, mask = random_balls((40, 200, 240), 400)  # most of them one piece
     assert label(mask).max() < 100  # 400 balls
     whole = find_volume_objects(probability, mask, z_spacing=2.0)
     monkeypatch.setattr(volume_objects, "LARGEST_PIECE", 2**12)
