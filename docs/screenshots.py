@@ -124,6 +124,17 @@ def stack_prediction() -> None:
     viewer.close()
 
 
+def train_and_predict_objects(widget) -> None:
+    """One minute of training, then the objects of the class predicted."""
+    widget.train.duration.setValue(1.0)
+    widget.train.start()
+    wait(200, lambda: widget.train.worker is None)
+    widget.predict.classes.setChecked(False)
+    widget.predict.instances.setChecked(True)
+    widget.predict.predict()
+    wait(200, lambda: widget.predict.worker is None)
+
+
 def objects() -> None:
     """Each nucleus of the top rows painted with its own id, and the objects predicted."""
     viewer = open_viewer()
@@ -137,13 +148,7 @@ def objects() -> None:
     annotations.data[:128] = painted
     annotations.refresh()
     widget.annotate.table.item(1, 2).setText("nucleus")
-    widget.train.duration.setValue(1.0)
-    widget.train.start()
-    wait(150, lambda: widget.train.worker is None)
-    widget.predict.classes.setChecked(False)
-    widget.predict.instances.setChecked(True)
-    widget.predict.predict()
-    wait(60, lambda: widget.predict.worker is None)
+    train_and_predict_objects(widget)
     viewer.layers.move(viewer.layers.index(annotations), len(viewer.layers) - 1)
     viewer.layers.selection.active = annotations
     annotations.mode = "paint"
@@ -169,13 +174,7 @@ def volume() -> None:
     _, widget = viewer.window.add_plugin_dock_widget(PLUGIN, "U-Net")
     widget.annotate.image_combo.choose(layer)
     widget.train.resume.setChecked(False)
-    widget.train.duration.setValue(1.0)
-    widget.train.start()
-    wait(200, lambda: widget.train.worker is None)
-    widget.predict.classes.setChecked(False)
-    widget.predict.instances.setChecked(True)
-    widget.predict.predict()
-    wait(200, lambda: widget.predict.worker is None)
+    train_and_predict_objects(widget)
     annotations.visible = False
     layer.visible = False
     viewer.dims.ndisplay = 3
