@@ -10,7 +10,9 @@ the DSB 2018 sample shipped with the plugin is never used here (it is the zero-s
 The corpus: each image normalised by its own percentiles, rescaled so that its nuclei measure
 10 to 60 pixels across, cut into tiles and varied in blur, noise and gamma; labels made by
 ``from_instances`` (a background line where nuclei touch), micronuclei left unannotated. The
-run is seeded and writes a JSON record of its data, versions, steps and scores beside the model.
+hand-drawn outlines reach the foot of each nucleus's intensity profile; they are cut back to its
+half maximum (``outlined``), an edge that stays in place when a microscope blurs more. The run
+is seeded and writes a JSON record of its data, versions, steps and scores beside the model.
 """
 
 import argparse
@@ -51,6 +53,9 @@ TILE = 512
 MAX_TILES = 280
 """The trainer keeps every tile, padded, on the device: about 11 GB of CPU memory."""
 CLASS_NAMES = ["background", "nucleus"]
+HALF_MAXIMUM = 0.5
+"""Where a nucleus's outline lies: this fraction of the way from the background around it to
+the median of its inside."""
 
 
 def fetch(cache: Path) -> tuple[Path, str]:
@@ -107,8 +112,37 @@ def pairs(root: Path, folders) -> list[tuple[str, np.ndarray, np.ndarray, np.nda
             if image.shape != instances.shape:
                 continue
             name = str(image_file.relative_to(root))
-            found.append((name, image, instances, micro))
+            found.append((name, image, outlined(normalised(image), instances), micro))
     return found
+
+
+def outlined(image: np.ndarray, instances: np.ndarray, sigma: float = 1.0) -> np.ndarray:
+    """``instances`` with each nucleus cut back to its half-maximum outline in the lightly
+    smoothed ``image``: holes filled, the largest part kept; a nucleus too faint or crowded to
+    measure, or that would lose over 60% of its area, stays as drawn."""
+    smooth = ndimage.gaussian_filter(image.astype(np.float32), sigma)
+    result = instances.copy()
+    for index, box in enumerate(ndimage.find_objects(instances), start=1):
+        if box is None:
+            continue
+        box = tuple(slice(max(side.start - 8, 0), side.stop + 8) for side in box)
+        mask = instances[box] == index
+        inside = ndimage.binary_erosion(mask, iterations=2)
+        around = ndimage.binary_dilation(mask, iterations=6)
+        around &= ~ndimage.binary_dilation(mask, iterations=2) & (instances[box] == 0)
+        if inside.sum() < 5 or around.sum() < 5:
+            continue
+        background, middle = np.median(smooth[box][around]), np.median(smooth[box][inside])
+        if middle <= background:
+            continue
+        kept = mask & (smooth[box] >= background + HALF_MAXIMUM * (middle - background))
+        parts, count = ndimage.label(ndimage.binary_fill_holes(kept))
+        if count == 0:
+            continue
+        kept = parts == np.argmax(np.bincount(parts.ravel())[1:]) + 1
+        if kept.sum() >= 0.4 * mask.sum():
+            result[box][mask & ~kept] = 0
+    return result
 
 
 def normalised(image: np.ndarray) -> np.ndarray:

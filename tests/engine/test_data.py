@@ -31,7 +31,7 @@ def stacked(labels: np.ndarray, patch: int, validation_fraction: float = 0.0) ->
 def test_sampled_patches_have_the_requested_shapes_and_ids():
     data = stacked(label_map(), 32)
     sampler = data.sampler(torch.device("cpu"), torch.Generator().manual_seed(0))
-    images, targets, weights = sampler.sample(6, 32, crop_size(32) // 2)
+    images, targets, weights, _ = sampler.sample(6, 32, crop_size(32) // 2)
     assert images.shape == (6, 1, 32, 32) and images.dtype == torch.float32
     assert targets.shape == (6, 32, 32) and targets.dtype == torch.int64
     assert weights.shape == (6, 32, 32)
@@ -47,7 +47,7 @@ def test_image_targets_and_weights_get_the_same_geometric_transform():
     data.images = ids.unsqueeze(1).clone()
     data.weights = ids.clone()
     sampler = data.sampler(torch.device("cpu"), torch.Generator().manual_seed(3))
-    images, targets, weights = sampler.sample(8, 48, crop_size(48) // 2)
+    images, targets, weights, _ = sampler.sample(8, 48, crop_size(48) // 2)
     assert torch.equal(images[:, 0], weights)
     exact = (images[:, 0] - images[:, 0].round()).abs() < 1e-3
     assert exact.float().mean() > 0.8 and (targets[exact] >= 0).float().mean() > 0.3
@@ -60,7 +60,7 @@ def test_without_transform_a_patch_is_an_exact_crop():
     n, _, height, width = data.images.shape
     data.images = torch.arange(n * height * width, dtype=torch.float32).view(n, 1, height, width)
     sampler = data.sampler(torch.device("cpu"), torch.Generator().manual_seed(0), False)
-    images, targets, _ = sampler.sample(4, 32, 16)
+    images, targets, _, _ = sampler.sample(4, 32, 16)
     where = images[:, 0].round().long()
     assert (images[:, 0] - where).abs().max() < 0.05
     rows, columns = torch.meshgrid(torch.arange(32), torch.arange(32), indexing="ij")
@@ -73,7 +73,7 @@ def test_each_class_is_drawn_about_equally_often():
     labels[0, 100:104, 100:104] = 2  # 16 pixels among 40000
     data = stacked(labels, 32)
     sampler = data.sampler(torch.device("cpu"), torch.Generator().manual_seed(0), False)
-    _, targets, _ = sampler.sample(200, 32, 16)
+    _, targets, _, _ = sampler.sample(200, 32, 16)
     with_class = (targets == 1).flatten(1).any(1).float().mean()
     assert 0.3 < with_class < 0.8
 

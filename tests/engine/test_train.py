@@ -220,7 +220,7 @@ def test_sampling_augmenting_and_stepping_never_wait_for_the_gpu(image, annotati
         torch.cuda.set_sync_debug_mode(sync_mode)
         try:
             for _ in range(3):
-                images, targets, weights = sampler.sample(4, 128, crop_size(128) // 2)
+                images, targets, weights, _ = sampler.sample(4, 128, crop_size(128) // 2)
                 images = vary_gray_values(images, generator)
                 total += trainer._step(net, optimizer, scaler, images, targets, weights)
         finally:

@@ -25,12 +25,15 @@ def count_classes(annotations: np.ndarray) -> dict[int, int]:
     return {int(i): int(c) for i, c in zip(ids, counts, strict=True) if i > UNANNOTATED}
 
 
-def check_annotations(annotations: np.ndarray, n_classes: int | None = None) -> dict[int, int]:
+def check_annotations(
+    annotations: np.ndarray, n_classes: int | None = None, alone: bool = False
+) -> dict[int, int]:
     """Check the ids of loaded annotations; return the pixel count per id.
 
     With ``n_classes`` (a model being fine-tuned) ids up to it are allowed, and new classes
     after it (n_classes + 1, ... without gaps) grow the model; without, the ids must run
-    1, 2, ... without gaps.
+    1, 2, ... without gaps. At least two ids must be annotated, unless ``alone`` (fine-tuning
+    that keeps the start model's answers elsewhere, which supply the other classes).
     """
     dtype = annotations.dtype
     if not np.issubdtype(dtype, np.integer):
@@ -67,7 +70,7 @@ def check_annotations(annotations: np.ndarray, n_classes: int | None = None) -> 
             raise UNetError(
                 f"annotation ids skip {', '.join(map(str, missing))}: {', and '.join(fixes)}"
             )
-    if len(ids) < 2:
+    if len(ids) < 2 and not (alone and n_classes is not None):
         raise UNetError(
             f"only id {ids[0]} is annotated: annotate background (1) and at least one class (2)"
         )

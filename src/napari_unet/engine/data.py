@@ -1,5 +1,6 @@
 """Annotated slices turned into training crops and held-back validation pixels."""
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -27,6 +28,7 @@ class TrainingSet:
     validation: torch.Tensor  # (N, Y, X) int64 held-back targets, IGNORE elsewhere
     counts: dict[int, int]
     pad: int
+    start: torch.Tensor | None = None  # (N, K, Y, X) kept start-model probabilities, else 0
 
     @classmethod
     def build(
@@ -40,15 +42,20 @@ class TrainingSet:
         sigma: float = 5.0,
         validation_fraction: float = 0.1,
         seed: int = 0,
+        answers: Callable[[np.ndarray, np.ndarray], np.ndarray] | None = None,
     ) -> "TrainingSet":
-        """Load the annotated slices of a (Z, Y, X, C) stack and its (Z, Y, X) annotations."""
+        """Load the annotated slices of a (Z, Y, X, C) stack and its (Z, Y, X) annotations.
+
+        ``answers`` (fine-tuning) maps the normalised slices and their annotation ids to the
+        start model's kept probabilities (:mod:`.start_answers`); with it, one annotated id
+        alone is enough."""
         picks = annotated_slices(annotations)
         if not picks:
             raise UNetError(
                 "no pixel is annotated: paint background (1) and at least one class (2)"
             )
         labels = np.stack([np.asarray(annotations[z]) for z in picks])
-        counts = check_annotations(labels, n_classes)
+        counts = check_annotations(labels, n_classes, alone=answers is not None)
         n_classes = max(n_classes or 0, max(counts))
         images = np.stack([read_slice(stack, z, normalization) for z in picks])
         if all(np.ptp(images[i][labels[i] > 0]) == 0 for i in range(len(picks))):
@@ -63,6 +70,10 @@ class TrainingSet:
         height, width = images.shape[1:3]
         mode = "reflect" if min(height, width) > pad else "symmetric"
         spatial = ((0, 0), (pad, pad), (pad, pad))
+        start = None
+        if answers is not None:
+            start = np.pad(answers(images, labels), ((0, 0),) + spatial)
+            start = torch.from_numpy(start)
         images = np.pad(images, spatial + ((0, 0),), mode=mode)
         return cls(
             images=torch.from_numpy(np.ascontiguousarray(images.transpose(0, 3, 1, 2))),
@@ -71,6 +82,7 @@ class TrainingSet:
             validation=torch.from_numpy(np.pad(validation, spatial, constant_values=IGNORE)),
             counts=counts,
             pad=pad,
+            start=start,
         )
 
     def validation_windows(
@@ -100,12 +112,15 @@ class TrainingSet:
 
 
 class PatchSampler:
-    """Random patches centred near annotated pixels, each class picked equally often.
+    """Random patches centred near annotated pixels, each class picked equally often; a
+    class the start model knows but the annotations lack is centred on its kept answers, so
+    that fine-tuning on corrections of one class still sees the others.
 
-    The padded slices, targets and weights live on the device, stacked into one tall image;
-    a batch is cropped and (with ``transform``) deformed by one ``grid_sample`` for image and
-    weights and one for the targets, with no Python loop over patches and no copy to or from
-    the host. Gray values are left to :func:`augment.vary_gray_values`.
+    The padded slices, targets, weights (and kept start answers) live on the device, stacked
+    into one tall image; a batch is cropped and (with ``transform``) deformed by one
+    ``grid_sample`` for image, weights and start answers and one for the targets, with no
+    Python loop over patches and no copy to or from the host. Gray values are left to
+    :func:`augment.vary_gray_values`.
     """
 
     def __init__(
@@ -120,11 +135,19 @@ class PatchSampler:
         count, channels, self.height, self.width = data.images.shape
         self.channels = channels
         tall = (1, -1, count * self.height, self.width)
-        sources = torch.cat([data.images, data.weights.unsqueeze(1)], 1)
+        parts = [data.images, data.weights.unsqueeze(1)]
+        self.answers = 0 if data.start is None else data.start.shape[1]
+        sources = torch.cat(parts + ([data.start] if self.answers else []), 1)
         self.sources = sources.transpose(0, 1).reshape(tall).to(device)
         self.targets = (data.targets - IGNORE).float().reshape(1, 1, -1, self.width).to(device)
         flat = data.targets.reshape(-1)
         by_class = [torch.nonzero(flat == k)[:, 0] for k in range(int(flat.max()) + 1)]
+        if self.answers:
+            by_class += [
+                torch.nonzero(data.start[:, k].reshape(-1) > 0.5)[:, 0]
+                for k in range(self.answers)
+                if k >= len(by_class) or not len(by_class[k])
+            ]
         by_class = [where for where in by_class if len(where)]
         self.counts = torch.tensor([len(w) for w in by_class], device=device)
         self.starts = torch.cumsum(self.counts, 0) - self.counts
@@ -133,9 +156,10 @@ class PatchSampler:
 
     def sample(
         self, batch: int, size: int, reach: int
-    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """(images, targets, weights) of ``batch`` patches of side ``size``; ``reach`` is the
-        half-side of the region a patch may read, which must fit in the slice's padding."""
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        """(images, targets, weights, start answers or None) of ``batch`` patches of side
+        ``size``; ``reach`` is the half-side of the region a patch may read, which must fit
+        in the slice's padding."""
         centres = self._centres(batch, reach)
         offsets = patch_offsets(batch, size, self.generator, self.transform)
         points = offsets + centres[:, None, None, :]
@@ -146,7 +170,9 @@ class PatchSampler:
         sampled = sampled.reshape(-1, batch, size, size).transpose(0, 1)
         targets = F.grid_sample(self.targets, grid, mode="nearest", align_corners=False)
         targets = targets.reshape(batch, size, size).long() + IGNORE
-        return sampled[:, : self.channels], targets, sampled[:, self.channels]
+        c = self.channels
+        answers = sampled[:, c + 1 :] if self.answers else None
+        return sampled[:, :c], targets, sampled[:, c], answers
 
     def _centres(self, batch: int, reach: int) -> torch.Tensor:
         """(batch, 2) patch centres (row in the tall image, column), each near a pixel of a

@@ -64,3 +64,13 @@ def weighted_cross_entropy(
     loss = F.cross_entropy(logits.float(), targets, ignore_index=IGNORE, reduction="none")
     annotated = (targets != IGNORE).sum().clamp(min=1)
     return (loss * weights).sum() / annotated
+
+
+def start_divergence(logits: torch.Tensor, answers: torch.Tensor) -> torch.Tensor:
+    """KL divergence of the network's class probabilities from the start model's kept
+    ``answers`` (B, K, Y, X; zero where not kept, K the start model's classes), averaged over
+    the kept pixels."""
+    log_q = F.log_softmax(logits.float(), 1)[:, : answers.shape[1]]
+    p = answers.float()
+    divergence = (torch.xlogy(p, p) - p * log_q).sum(1)
+    return divergence.sum() / p.sum(1).sum().clamp(min=1)

@@ -34,9 +34,10 @@ from .device import (
 )
 from .errors import UNetError
 from .images import Normalization, as_stack, check_channels, spatial_shape
-from .losses import IGNORE, weighted_cross_entropy
+from .losses import IGNORE, start_divergence, weighted_cross_entropy
 from .model import UNetConfig
 from .segmenter import Segmenter, check_class_names
+from .start_answers import start_answers
 
 CPU_ARCHITECTURE = {"depth": 3, "width": 16}
 GPU_ARCHITECTURE = {"depth": 4, "width": 32}
@@ -59,6 +60,10 @@ class TrainSettings:
     ``keep`` picks the weights returned: "average" (an exponential moving average of the
     weights), "last" (the last step's) or "best" (the best Dice on the held-back pixels, the
     rule before "average"; a noisy hold-out makes it freeze an early step).
+
+    ``keep_start`` (fine-tuning): how strongly the network is held to the start model's
+    confident answers where nothing is annotated (:mod:`.start_answers`), against 1 for the
+    annotations; 0 trains on the annotations alone.
     """
 
     steps: int | None = bound(1000, Bound("number of steps", int, 1, 10**9, optional=True))
@@ -81,6 +86,7 @@ class TrainSettings:
     depth: int | None = bound(None, Bound("depth", int, 1, 6, optional=True))
     width: int | None = bound(None, Bound("width", int, 1, 256, optional=True))
     keep: str = "average"
+    keep_start: float = bound(0.5, Bound("weight of the start model's answers", float, 0, 100))
     report_every: float | None = bound(
         None, Bound("report interval (seconds)", float, 0, 60, optional=True)
     )
@@ -190,6 +196,12 @@ class Trainer:
         base = self.segmenter
         normalization = (base.normalization if base else Normalization()).for_image(self.stack)
         crop = crop_size(patch) if s.augment else patch
+        answers = None
+        if base is not None and s.keep_start > 0:
+
+            def answers(images, labels):
+                return start_answers(base, images, labels, device.type)
+
         data = TrainingSet.build(
             self.stack,
             self.annotations,
@@ -200,6 +212,7 @@ class Trainer:
             sigma=s.sigma,
             validation_fraction=s.validation_fraction,
             seed=s.seed or 0,
+            answers=answers,
         )
         segmenter = self._starting_point(max(data.counts), normalization)
         net = prepare(segmenter.net, device).train()
@@ -240,12 +253,12 @@ class Trainer:
         (outside the handler, so that the failed step's memory is free) and a fresh scaler
         (the failed step may have half-unscaled the old one)."""
         try:
-            images, targets, weights = state.sampler.sample(
+            images, targets, weights, answers = state.sampler.sample(
                 state.batch, self.patch_size, state.crop // 2
             )
             if self.settings.augment:
                 images = vary_gray_values(images, state.generator)
-            return self._step(state, images, targets, weights)
+            return self._step(state, images, targets, weights, answers)
         except Exception as error:
             if not is_out_of_memory(error):
                 raise
@@ -434,13 +447,15 @@ class Trainer:
             or (s.time_limit is not None and time.perf_counter() - start >= s.time_limit)
         )
 
-    def _step(self, state: "_Round", images, targets, weights) -> torch.Tensor:
+    def _step(self, state: "_Round", images, targets, weights, answers) -> torch.Tensor:
         """One optimiser step; the loss stays on the device (reading it would wait for it)."""
         images = images.contiguous(memory_format=torch.channels_last)
         state.optimizer.zero_grad(set_to_none=True)
         with autocast(self.device):
             logits = state.net(images)
         loss = weighted_cross_entropy(logits, targets, weights)
+        if answers is not None:
+            loss = loss + self.settings.keep_start * start_divergence(logits, answers)
         state.scaler.scale(loss).backward()
         state.scaler.step(state.optimizer)
         state.scaler.update()
