@@ -92,6 +92,20 @@ def test_fine_tuning_from_a_model_and_info(files, model, trained, capsys):
     assert "round 2: 2 steps" in out and "Classes: background, class 2" in out
 
 
+def test_corrections_of_one_class_fine_tune_unless_the_start_is_not_kept(files, model, capsys):
+    corrections = np.zeros((512, 512), np.uint8)
+    corrections[200:240, 200:240] = 1
+    tifffile.imwrite(files / "corrections.tif", corrections)
+    args = ["train", str(files / "image.tif"), str(files / "corrections.tif"), "--steps", "2"]
+    args += ["--from", str(model)]
+    assert main([*args, "-o", str(files / "tuned.safetensors")]) == 0
+    assert load_model(files / "tuned.safetensors").history[-1]["settings"]["keep_start"] == 0.5
+    capsys.readouterr()
+    assert main([*args, "-o", str(files / "alone.safetensors"), "--keep-start", "0"]) == 2
+    one_error_line(capsys, "only id 1 is annotated")
+    assert not (files / "alone.safetensors").exists()
+
+
 def test_time_limit_alone_is_enough(files):
     model = files / "m.safetensors"
     args = ["train", str(files / "image.tif"), str(files / "annotations.tif"), "-o", str(model)]

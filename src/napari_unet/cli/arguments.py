@@ -122,6 +122,13 @@ def _train_parser(subparsers) -> None:
     _train_setting(train, "w0", "border weight; 0 turns it off", defaults.w0)
     _train_setting(train, "sigma", "border weight width (px)", defaults.sigma)
     _train_setting(train, "seed", f"random seed (default {defaults.seed})", defaults.seed)
+    _train_setting(
+        train,
+        "keep_start",
+        "with --from: how strongly the model keeps its own sure answers where nothing is "
+        f"annotated (default {defaults.keep_start}; 0: learn from the annotations alone)",
+        defaults.keep_start,
+    )
     _common(train, "replace an existing model file")
     train.set_defaults(command=commands.train)
 

@@ -58,11 +58,14 @@ def train(args) -> int:
         sigma=args.sigma,
         device=args.device,
         seed=args.seed,
+        keep_start=args.keep_start,
     )
     trainer = Trainer(
         image, annotations, channel_axis=channel_axis, settings=settings, segmenter=start
     )
-    check_annotations(annotations, start.n_classes if start else None)
+    check_annotations(
+        annotations, start.n_classes if start else None, alone=settings.keep_start > 0
+    )
     config = UNetConfig(
         in_channels=trainer.stack.shape[-1], n_classes=MAX_CLASSES, **trainer.architecture
     )
