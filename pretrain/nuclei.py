@@ -283,6 +283,7 @@ def main(argv=None) -> None:
         width=None if args.start else args.width,
         seed=args.seed,
         validation_fraction=0.0,
+        keep_start=0.0,  # the tiles are annotated throughout: learn the truth, not the start
         device="cpu",
     )
     start = load_model(args.start) if args.start else None
