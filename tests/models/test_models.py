@@ -44,16 +44,18 @@ def test_the_nuclei_model_records_how_it_was_made(builtin):
     assert builtin.in_channels == 1
     made = [entry["pretraining"] for entry in builtin.history if "pretraining" in entry]
     assert made, "no pretraining record"
-    data = made[0]["data"]
-    assert data["package"].startswith("mnfinder") and len(data["wheel_sha256"]) == 64
-    assert all("dsb" not in name.lower() for name in data["images"])
+    assert len(made) == len(builtin.history)  # every round
+    for record in made:
+        data = record["data"]
+        assert data["package"].startswith("mnfinder") and len(data["wheel_sha256"]) == 64
+        assert all("dsb" not in name.lower() for name in data["images"])
     assert made[-1]["test_object_f1"]["mean"] > 0.5
 
 
 def test_the_nuclei_model_segments_the_sample_before_any_annotation(builtin):
     image = nuclei()
     result = predict(builtin, image, instances_of=2, objects=ObjectSettings(), device="cpu")
-    assert object_f1(result.instances[SCORED], nuclei_instances()[SCORED]) > 0.6
+    assert object_f1(result.instances[SCORED], nuclei_instances()[SCORED]) > 0.8
 
 
 def test_nothing_is_downloaded(builtin, monkeypatch):
