@@ -17,6 +17,7 @@ import dataclasses
 import numpy as np
 from scipy import ndimage
 
+from .annotations import contacts
 from .images import Normalization
 from .predict import predict
 from .segmenter import Segmenter
@@ -61,11 +62,7 @@ def kept_pixels(answer: np.ndarray, labels: np.ndarray) -> np.ndarray:
     an object (a connected region of one class id >= 2) any pixel of which the user
     annotated with another id."""
     annotated = labels > 0
-    edges = np.zeros(answer.shape, bool)
-    for axis in (0, 1):
-        step = np.diff(answer, axis=axis) != 0
-        edges[(slice(None),) * axis + (slice(1, None),)] |= step
-        edges[(slice(None),) * axis + (slice(None, -1),)] |= step
+    edges = contacts(answer, np.ones(answer.shape, bool))
     keep = ~ndimage.binary_dilation(annotated, iterations=CLEARANCE)
     keep &= ~ndimage.binary_dilation(edges, iterations=EDGE)
     for class_id in np.unique(answer[answer >= 2]):
