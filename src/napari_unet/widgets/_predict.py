@@ -147,22 +147,12 @@ class PredictSection(QGroupBox):
         outputs.addWidget(self.instances, 1, 0)
         outputs.addWidget(self.instance_class, 1, 1)
         form.addRow("Outputs", outputs)
-        self.split_label = QLabel("Split objects")
-        self.split_row = QWidget()
-        objects = QHBoxLayout(self.split_row)
-        objects.setContentsMargins(0, 0, 0, 0)
-        objects.addWidget(self.split, 1)
-        objects.addWidget(QLabel("min size (px)"))
-        objects.addWidget(self.min_size, 1)
-        form.addRow(self.split_label, self.split_row)
-        self.stack_label = QLabel("Stack")
-        self.stack_row = QWidget()
-        kind = QHBoxLayout(self.stack_row)
-        kind.setContentsMargins(0, 0, 0, 0)
-        kind.addWidget(self.stack, 1)
-        kind.addWidget(QLabel("z step"))
-        kind.addWidget(self.z_spacing)
-        form.addRow(self.stack_label, self.stack_row)
+        self.split_label, self.split_row = labelled_row(
+            form, "Split objects", self.split, "min size (px)", self.min_size, stretch=1
+        )
+        self.stack_label, self.stack_row = labelled_row(
+            form, "Stack", self.stack, "z step", self.z_spacing
+        )
         buttons = QHBoxLayout()
         for button in (self.predict_button, self.slice_button, self.cancel_button):
             buttons.addWidget(button)
@@ -646,6 +636,21 @@ class PredictSection(QGroupBox):
     @staticmethod
     def _is_stack(image) -> bool:
         return image is not None and len(spatial_shape(image)) == 3
+
+
+def labelled_row(
+    form, title: str, first, caption: str, second, stretch: int = 0
+) -> tuple[QLabel, QWidget]:
+    """A form row ``title: first caption second`` (the first widget stretching, the second by
+    ``stretch``), whose label and row are returned to be shown or hidden together."""
+    label, row = QLabel(title), QWidget()
+    layout = QHBoxLayout(row)
+    layout.setContentsMargins(0, 0, 0, 0)
+    layout.addWidget(first, 1)
+    layout.addWidget(QLabel(caption))
+    layout.addWidget(second, stretch)
+    form.addRow(label, row)
+    return label, row
 
 
 def separated_classes(classes: np.ndarray, probabilities: dict, settings: ObjectSettings):
