@@ -26,7 +26,7 @@ from napari_unet.engine.annotations import BACKGROUND, from_instances
 from napari_unet.engine.predict import predict
 from napari_unet.engine.progress import drain
 from napari_unet.engine.regions import Region, rank_regions
-from napari_unet.engine.scores import matched_objects
+from napari_unet.engine.scores import matched_objects, matches_one
 from napari_unet.engine.train import Trainer, TrainSettings
 from napari_unet.samples import nuclei, nuclei_instances
 from napari_unet.storage.loading import load_model
@@ -125,18 +125,8 @@ def object_auc(objects: np.ndarray, truth: np.ndarray, unsure: np.ndarray) -> fl
     if not len(ids):
         return float("nan")
     mean = ndimage.mean(unsure, objects, ids)
-    wrong = np.array([not _matched(objects == i, truth) for i in ids])
+    wrong = np.array([not matches_one(objects == i, truth) for i in ids])
     return roc_auc(np.asarray(mean), wrong)
-
-
-def _matched(mask: np.ndarray, truth: np.ndarray) -> bool:
-    """Whether the object ``mask`` overlaps one true object at IoU 0.5 or more."""
-    ids, counts = np.unique(truth[mask], return_counts=True)
-    counts = np.where(ids > 0, counts, 0)
-    if not counts.any():
-        return False
-    best, overlap = ids[counts.argmax()], counts.max()
-    return overlap / (mask.sum() + (truth == best).sum() - overlap) >= 0.5
 
 
 def roc_auc(score: np.ndarray, positive: np.ndarray) -> float:

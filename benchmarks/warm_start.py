@@ -30,6 +30,7 @@ from napari_unet.engine.annotations import from_instances
 from napari_unet.engine.objects import ObjectSettings, find_objects
 from napari_unet.engine.predict import predict
 from napari_unet.engine.progress import drain
+from napari_unet.engine.scores import matches_one
 from napari_unet.engine.train import Trainer, TrainSettings
 from napari_unet.samples import nuclei, nuclei_instances
 from napari_unet.storage.loading import load_model
@@ -71,18 +72,10 @@ def corrections(builtin, image, instances) -> np.ndarray:
     for found, true in ((objects, instances), (instances, objects)):
         for index in np.unique(found[:ANNOTATED_ROWS]):
             mask = found == index
-            if index and not matched(mask, true):
+            if index and not matches_one(mask, true):
                 wrong |= ndimage.binary_dilation(mask, iterations=2)
     wrong[ANNOTATED_ROWS:] = False
     return np.where(wrong, truth, 0).astype(np.uint8)
-
-
-def matched(mask: np.ndarray, other: np.ndarray) -> bool:
-    """Whether one object of ``other`` covers ``mask`` at IoU 0.5 or more."""
-    ids, counts = np.unique(other[mask], return_counts=True)
-    counts = np.where(ids > 0, counts, 0)
-    best = ids[counts.argmax()]
-    return counts.max() / (mask.sum() + (other == best).sum() - counts.max()) >= 0.5
 
 
 def main() -> None:

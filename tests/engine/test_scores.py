@@ -2,7 +2,7 @@
 
 import numpy as np
 
-from napari_unet.engine.scores import THRESHOLDS, matched_objects, object_f1
+from napari_unet.engine.scores import THRESHOLDS, matched_objects, matches_one, object_f1
 
 
 def two_squares() -> np.ndarray:
@@ -33,3 +33,13 @@ def test_a_missed_object_and_a_shrunken_one():
 
 def test_nothing_found_scores_zero():
     assert object_f1(np.zeros((20, 40), np.int32), two_squares()) == 0.0
+
+
+def test_an_object_matches_one_true_object_only_above_the_threshold():
+    truth = two_squares()
+    first = truth == truth[truth > 0].min()
+    assert matches_one(first, truth)
+    shrunk = first.copy()
+    shrunk[np.nonzero(first)[0].min() :][: first.any(1).sum() * 2 // 3] = False
+    assert not matches_one(shrunk, truth) and matches_one(shrunk, truth, threshold=0.3)
+    assert not matches_one(truth == 0, np.zeros_like(truth))

@@ -32,3 +32,14 @@ def object_f1(found: np.ndarray, true: np.ndarray, threshold: float = 0.5) -> fl
     """F1 of the found objects matched to the true ones at IoU above ``threshold``."""
     (matched,), n_found, n_true = matched_objects(found, true, (threshold,))
     return 2 * matched / max(n_found + n_true, 1)
+
+
+def matches_one(mask: np.ndarray, truth: np.ndarray, threshold: float = 0.5) -> bool:
+    """Whether the object ``mask`` overlaps one object of the label image ``truth`` (0 =
+    background) at IoU ``threshold`` or more."""
+    ids, counts = np.unique(truth[mask], return_counts=True)
+    counts = np.where(ids > 0, counts, 0)
+    if not counts.any():
+        return False
+    best, overlap = ids[counts.argmax()], counts.max()
+    return overlap / (mask.sum() + (truth == best).sum() - overlap) >= threshold
