@@ -38,8 +38,10 @@ from skimage.transform import rescale
 
 from napari_unet import __version__
 from napari_unet.engine.annotations import from_instances
+from napari_unet.engine.images import as_stack
+from napari_unet.engine.object_size import object_diameter
 from napari_unet.engine.objects import ObjectSettings
-from napari_unet.engine.predict import predict
+from napari_unet.engine.predict import measure_scale, predict
 from napari_unet.engine.progress import drain
 from napari_unet.engine.scores import object_f1
 from napari_unet.engine.train import Trainer, TrainSettings
@@ -161,6 +163,19 @@ def median_diameter(instances: np.ndarray) -> float:
     return float(2 * np.sqrt(np.median(areas) / np.pi)) if len(areas) else 30.0
 
 
+def object_size(found) -> float:
+    """The model's object size (:mod:`napari_unet.engine.object_size` rescales images to it):
+    the width that ``object_diameter`` measures on the training nuclei once they are rescaled
+    to the middle of DIAMETERS on a log scale, where the corpus is centred."""
+    ratios = []
+    for _, _, instances, _ in found:
+        width = object_diameter(instances > 0)
+        if width is not None:
+            ratios.append(width / median_diameter(instances))
+    centre = np.sqrt(DIAMETERS[0] * DIAMETERS[1])
+    return round(float(centre * (np.median(ratios) if ratios else 1.0)), 1)
+
+
 def corpus(found, rng: np.random.Generator, copies: int) -> tuple[np.ndarray, np.ndarray]:
     """(tiles, annotations): ``copies`` rescaled and degraded versions of each image, cut into
     TILE x TILE tiles that hold at least one nucleus."""
@@ -211,10 +226,12 @@ def _tile(array: np.ndarray, y: int, x: int) -> np.ndarray:
 
 
 def score(segmenter, found) -> dict[str, float]:
-    """Object F1 at IoU 0.5 per test image, and their mean."""
+    """Object F1 at IoU 0.5 per test image, and their mean, each image predicted at the scale
+    the model measures for it (as the plugin predicts)."""
     scores = {}
     for name, image, instances, _ in found:
-        result = predict(segmenter, image, instances_of=2, objects=ObjectSettings())
+        factor, _ = measure_scale(segmenter, as_stack(image))
+        result = predict(segmenter, image, instances_of=2, objects=ObjectSettings(), scale=factor)
         scores[name] = round(object_f1(result.instances, instances), 4)
     scores["mean"] = round(float(np.mean(list(scores.values()))), 4)
     return scores
@@ -236,6 +253,7 @@ def make_model(training, test, settings: TrainSettings, copies: int, start=None,
             print(f"step {event.step} loss {event.mean_loss:.4f} {event.elapsed:.0f}s", flush=True)
 
     segmenter = drain(trainer.run(), report)
+    segmenter.object_diameter = object_size(training)
     seconds = time.perf_counter() - started
     scores = score(segmenter, test)
     print(f"test object F1 @ IoU 0.5: {scores['mean']:.3f}", flush=True)
@@ -288,6 +306,7 @@ def main(argv=None) -> None:
         seed=args.seed,
         validation_fraction=0.0,
         keep_start=0.0,  # the tiles are annotated throughout: learn the truth, not the start
+        rescale=False,  # the corpus spans its sizes on purpose
         device="cpu",
     )
     start = load_model(args.start) if args.start else None

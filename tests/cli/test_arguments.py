@@ -65,12 +65,27 @@ def test_bad_training_arguments_are_refused_before_reading_files(tmp_path, capsy
         ("--z-spacing", "nan"),
         ("--z-spacing", "inf"),
         ("--z-spacing", "x"),
+        ("--scale", "abc"),
+        ("--scale", "0"),
+        ("--scale", "5"),
+        ("--scale", "nan"),
+        ("--scale", "Auto"),
     ],
 )
 def test_bad_prediction_arguments_are_refused(tmp_path, capsys, option, value):
     missing = str(tmp_path / "missing.tif")
     assert main(["predict", missing, missing, "-o", str(tmp_path / "l.tif"), option, value]) == 2
     one_error_line(capsys, f"argument {option}")
+
+
+def test_a_bad_scale_is_one_line_naming_the_range(tmp_path, capsys):
+    missing = str(tmp_path / "missing.tif")
+    args = ["predict", missing, missing, "-o", str(tmp_path / "l.tif"), "--scale", "abc"]
+    assert main(args) == 2
+    one_error_line(
+        capsys, "--scale: the scale factor must be a number from 0.25 to 4.0, not 'abc'"
+    )
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_the_console_script_runs():
@@ -101,6 +116,11 @@ def test_each_command_reads_its_arguments_and_their_defaults():
     assert predict.command is commands.predict and predict.output == Path("out.ome.zarr")
     assert predict.split == 0.25 and predict.instances_class == 2
     assert predict.chunk == DEFAULT_CHUNK and predict.tile_size is None
+    assert predict.scale == "auto" and train.rescale is True
+    scaled = parser().parse_args(["predict", "m", "i.tif", "-o", "l.tif", "--scale", "0.5"])
+    assert scaled.scale == 0.5
+    fixed = ["train", "i.tif", "a.tif", "-o", "m", "--no-rescale"]
+    assert parser().parse_args(fixed).rescale is False
     assert parser().parse_args(["info", "m.zip"]).command is commands.info
 
 

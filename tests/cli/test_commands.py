@@ -4,6 +4,7 @@ whole or not at all, and every failure one line and an exit status."""
 import errno
 import importlib.util
 import os
+import re
 import signal
 import stat
 import subprocess
@@ -385,3 +386,95 @@ def test_the_test_image_is_the_corner_of_a_stacks_first_slice(model_file, image,
     assert main([*args, str(tmp_path / "stack.tif")]) == 0
     test_input = np.load(io.BytesIO(zipfile.ZipFile(package).read("test_input.npy")))
     np.testing.assert_array_equal(test_input[0, 0], image[:256, :256].astype(np.float32))
+
+
+# rescaling to the model's object size (engine/object_size.py)
+
+USED_AT = r"objects measure (\d+) px across \(the model's size: \d+ px\): the image is used "
+
+
+@pytest.fixture
+def zoomed(tmp_path):
+    """The nuclei sample zoomed x2 (nuclei twice as wide), as a TIFF."""
+    from scipy import ndimage
+
+    from napari_unet.samples import nuclei
+
+    tifffile.imwrite(tmp_path / "zoomed.tif", ndimage.zoom(nuclei(), 2))
+    return tmp_path / "zoomed.tif"
+
+
+def test_the_builtin_model_predicts_a_zoomed_image_at_its_object_size(zoomed, capsys):
+    labels = zoomed.parent / "labels.tif"
+    assert main(["predict", "nuclei", str(zoomed), "-o", str(labels), "--device", "cpu"]) == 0
+    out = capsys.readouterr().out
+    used = re.search(USED_AT + r"at x(\d\.\d\d)", out)
+    assert used, out
+    assert 35 < int(used.group(1)) < 65 and 0.4 <= float(used.group(2)) <= 0.65
+    assert len(re.findall("objects measure", out)) == 1 and f"wrote {labels}" in out
+    written = tifffile.imread(labels)
+    assert written.shape == (1024, 1024) and set(np.unique(written)) == {1, 2}
+    assert (written == 2).mean() > 0.1
+
+
+def test_a_given_scale_is_used_without_measuring(image, tmp_path, capsys):
+    tifffile.imwrite(tmp_path / "image.tif", image)
+    args = ["predict", "nuclei", str(tmp_path / "image.tif"), "--device", "cpu"]
+    assert main([*args, "-o", str(tmp_path / "auto.tif")]) == 0
+    out = capsys.readouterr().out
+    assert re.search(USED_AT + "as it is", out), out  # measured, near the model's size
+    assert main([*args, "-o", str(tmp_path / "one.tif"), "--scale", "1"]) == 0
+    out = capsys.readouterr().out
+    assert "objects measure" not in out and "wrote" in out
+    one = tifffile.imread(tmp_path / "one.tif")
+    assert np.array_equal(one, tifffile.imread(tmp_path / "auto.tif"))
+    assert main([*args, "-o", str(tmp_path / "half.tif"), "--scale", "0.5"]) == 0
+    assert "objects measure" not in capsys.readouterr().out
+    half = tifffile.imread(tmp_path / "half.tif")
+    assert half.shape == image.shape and not np.array_equal(half, one)
+
+
+def test_a_model_without_an_object_size_prints_no_measure(files, model, capsys):
+    args = ["predict", str(model), str(files / "image.tif"), "-o", str(files / "labels.tif")]
+    assert main(args) == 0
+    assert "objects measure" not in capsys.readouterr().out
+
+
+def test_a_zarr_input_refuses_a_scale(model_file, image, tmp_path, capsys):
+    zarr = pytest.importorskip("zarr", minversion="3")
+    source = tmp_path / "in.zarr"
+    zarr.open_array(str(source), mode="w", shape=(1, 64, 64), dtype=image.dtype)[...] = image[
+        None, :64, :64
+    ]
+    target = tmp_path / "out.ome.zarr"
+    args = ["predict", str(model_file), str(source), "-o", str(target)]
+    assert main([*args, "--scale", "0.5"]) == 2
+    one_error_line(capsys, "zarr inputs are predicted at their own scale: leave out --scale")
+    assert not target.exists()
+
+
+def test_fine_tuning_the_builtin_model_says_at_what_scale(zoomed, capsys):
+    from scipy import ndimage
+
+    from napari_unet.samples import nuclei_annotations
+
+    folder = zoomed.parent
+    corner = (slice(0, 512), slice(0, 512))  # a quarter of the zoomed image: faster
+    tifffile.imwrite(folder / "corner.tif", tifffile.imread(zoomed)[corner])
+    annotations = ndimage.zoom(nuclei_annotations(rows=128), 2, order=0)[corner]
+    tifffile.imwrite(folder / "annotations.tif", annotations)
+    args = ["train", str(folder / "corner.tif"), str(folder / "annotations.tif"), "--from"]
+    args += ["nuclei"]
+    args += ["--steps", "1", "--patch-size", "64", "--batch-size", "2", "--device", "cpu"]
+    args += ["--keep-start", "0"]
+    assert main([*args, "-o", str(folder / "tuned.safetensors")]) == 0
+    out = capsys.readouterr().out
+    used = re.search(USED_AT + r"at x(\d\.\d\d)", out)
+    assert used, out
+    tuned = load_model(folder / "tuned.safetensors")
+    assert tuned.history[-1]["scale"] == pytest.approx(float(used.group(2)), abs=0.005)
+    assert 0.4 <= tuned.history[-1]["scale"] <= 0.65
+    assert tuned.object_diameter == load_model("nuclei").object_diameter
+    assert main([*args, "-o", str(folder / "as_is.safetensors"), "--no-rescale"]) == 0
+    assert "objects measure" not in capsys.readouterr().out
+    assert load_model(folder / "as_is.safetensors").history[-1]["scale"] == 1

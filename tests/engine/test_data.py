@@ -98,3 +98,21 @@ def test_pixels_are_held_back_only_where_classes_touch(touching, held):
     data = stacked(labels, 32, validation_fraction=0.2)
     assert ((data.validation != IGNORE).any()) == held
     assert (data.validation_windows() is not None) == held
+
+
+def test_a_rescaled_set_keeps_images_and_annotations_aligned():
+    labels = label_map((2, 96, 80))
+    images = as_stack(labels.astype(np.float32))
+    normalization = Normalization().for_image(images)
+    data = TrainingSet.build(images, labels, normalization, 32, w0=0, scale=0.5)
+    p = data.pad
+    image, targets = data.images[:, 0, p:-p, p:-p], data.targets[:, p:-p, p:-p]
+    assert image.shape == targets.shape == (2, 48, 40)
+    assert set(data.counts) == {1, 2, 3}
+    assert (targets[:, :, -4:] == IGNORE).all()  # the unannotated columns stay unannotated
+    annotated = targets != IGNORE
+    # the image equals the ids: after rescaling, each target sits on its own id's values
+    by_id = [image[annotated & (targets == k)].mean().item() for k in range(3)]
+    assert by_id == sorted(by_id) and by_id[2] - by_id[0] > 0.5
+    corr = np.corrcoef(image[annotated].numpy(), targets[annotated].numpy())[0, 1]
+    assert corr > 0.9

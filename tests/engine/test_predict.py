@@ -6,15 +6,24 @@ import threading
 import numpy as np
 import pytest
 import torch
+from scipy import ndimage
 
 from napari_unet.engine import predict as predict_module
 from napari_unet.engine.errors import UNetError
-from napari_unet.engine.images import Normalization
+from napari_unet.engine.images import Normalization, as_stack
 from napari_unet.engine.model import UNetConfig
-from napari_unet.engine.predict import READER_THREAD, Predictor, PredictProgress, predict
+from napari_unet.engine.predict import (
+    READER_THREAD,
+    Predictor,
+    PredictProgress,
+    measure_scale,
+    predict,
+)
 from napari_unet.engine.segmenter import Segmenter
+from napari_unet.samples import nuclei
+from napari_unet.storage.loading import load_model
 
-from helpers import run_to_end
+from helpers import dice, run_to_end
 
 
 def test_tiled_prediction_equals_whole_prediction(trained, image):
@@ -384,3 +393,139 @@ def test_the_gpu_predicts_whole_slices_in_large_batches_like_the_cpu(trained, im
     assert next(trained.net.parameters()).device.type == "cpu"
     tiled = predict(trained, stack[:2], device="cuda", tile_size=128, batch_size=7)
     assert (tiled.labels == result.labels[:2]).mean() > 0.999
+
+
+# rescaling to the model's object size (engine/object_size.py)
+
+
+def smooth_nuclei(image) -> np.ndarray:
+    """The nuclei sample blurred a little: little detail that resizing would lose."""
+    return ndimage.gaussian_filter(image.astype(np.float32), 2)
+
+
+@pytest.mark.parametrize("scale", [2.0, 0.5])
+def test_a_rescaled_prediction_has_the_input_shape_and_agrees_with_scale_one(
+    trained, image, scale
+):
+    smooth = smooth_nuclei(image)
+    options = dict(probabilities=True, uncertainty=True, instances_of=2, device="cpu")
+    same = predict(trained, smooth, **options)
+    result = predict(trained, smooth, scale=scale, **options)
+    assert result.complete
+    assert result.labels.shape == result.instances.shape == result.uncertainty.shape
+    assert result.labels.shape == smooth.shape and result.labels.dtype == np.uint8
+    assert result.probabilities.shape == (2, *smooth.shape)
+    assert np.allclose(result.probabilities.sum(0), 1, atol=1e-3)
+    assert set(np.unique(result.labels)) == {1, 2}
+    assert np.array_equal(result.labels, result.probabilities.argmax(0) + 1)
+    assert dice(result.labels == 2, same.labels == 2) > 0.9
+    assert not (result.instances[result.labels != 2]).any()
+    count, expected = result.instances.max(), same.instances.max()
+    assert abs(int(count) - int(expected)) < 0.3 * expected
+    # not the same numbers as at scale 1: the slice was rescaled
+    assert np.abs(result.probabilities - same.probabilities).max() > 0.05
+
+
+def test_rescaled_slices_are_tiled_like_whole_ones(trained, image):
+    crop = smooth_nuclei(image)[:150, :170]
+    whole = predict(trained, crop, probabilities=True, scale=2.0, tile_size=512, device="cpu")
+    tiled = predict(
+        trained, crop, probabilities=True, scale=2.0, tile_size=96, batch_size=3, device="cpu"
+    )
+    assert whole.labels.shape == tiled.labels.shape == crop.shape
+    assert np.abs(whole.probabilities - tiled.probabilities).max() < 1e-3
+
+
+@pytest.mark.parametrize("scale", [0.25, 0.6, 1.7, 4.0])
+def test_odd_sized_stacks_rescaled_keep_their_shape(scale):
+    stack = smooth_stack(2, 45, 71)
+    result = predict(fixed_model(), stack, probabilities=True, instances_of=2, scale=scale)
+    assert result.complete
+    assert result.labels.shape == result.instances.shape == stack.shape
+    assert result.probabilities.shape == (3, *stack.shape)
+    assert set(np.unique(result.labels)) <= {1, 2, 3}
+    assert np.allclose(result.probabilities.sum(0), 1, atol=1e-3)
+
+
+def test_auto_scale_leaves_a_model_without_an_object_size_at_scale_one(trained, image):
+    assert trained.object_diameter is None
+    result = predict(trained, image, scale="auto", device="cpu")
+    assert result.scale == 1 and result.object_diameter is None
+    assert np.array_equal(result.labels, predict(trained, image, device="cpu").labels)
+
+
+def test_auto_scale_predicts_at_the_factor_measured(trained, image):
+    small_objects = dataclasses.replace(trained, object_diameter=12.5)  # the sample: about 26
+    predictor = Predictor(small_objects, image, device="cpu", scale="auto")
+    _, result = run_to_end(predictor.run())
+    assert 0.4 < result.scale < 0.6 and predictor.scale == result.scale
+    assert 22 < result.object_diameter < 30
+    assert result.labels.shape == image.shape
+    at_factor = predict(small_objects, image, scale=result.scale, device="cpu")
+    assert np.array_equal(result.labels, at_factor.labels)
+
+
+def test_the_result_reports_a_given_scale(trained, image):
+    result = predict(trained, image[:128, :128], scale=2.0, device="cpu")
+    assert result.scale == 2.0 and result.object_diameter is None
+
+
+@pytest.mark.parametrize(
+    "value",
+    [0, 0.1, 4.5, 10, -1, float("nan"), float("inf"), "big", "AUTO", "2", True, False, None],
+)
+def test_bad_scales_are_refused_with_a_clear_error(value):
+    with pytest.raises(UNetError, match=r"^the scale factor must be a number from 0\.25 to 4"):
+        Predictor(small_model(), smooth_stack(1, 32, 32), scale=value)
+
+
+def test_the_ends_of_the_scale_range_are_accepted():
+    for value in (0.25, 4, 1, np.float32(0.5), "auto"):
+        Predictor(small_model(), smooth_stack(1, 32, 32), scale=value)
+
+
+@pytest.fixture(scope="module")
+def builtin() -> Segmenter:
+    return load_model("nuclei")
+
+
+def zoomed_sample(factor: float) -> np.ndarray:
+    return ndimage.zoom(nuclei(), factor)
+
+
+def test_the_builtin_model_measures_the_factor_that_brings_nuclei_to_its_size(builtin):
+    target = builtin.object_diameter
+    assert target is not None and 15 < target < 35
+    factor, diameter = measure_scale(builtin, as_stack(nuclei()), device="cpu")
+    assert factor == 1.0 and 0.8 < diameter / target < 1.25  # near the model's size: as it is
+    factor_2, diameter_2 = measure_scale(builtin, as_stack(zoomed_sample(2)), device="cpu")
+    assert 0.4 < factor_2 < 0.65 and 1.6 < diameter_2 / diameter < 2.4
+    assert factor_2 == pytest.approx(target / diameter_2)
+    half = as_stack(zoomed_sample(0.5))
+    factor_half, diameter_half = measure_scale(builtin, half, device="cpu")
+    assert 1.5 < factor_half < 2.5 and 0.4 < diameter_half / diameter < 0.6
+
+
+def test_only_the_slices_given_are_measured(builtin):
+    zoomed = zoomed_sample(2)[:512, :512]
+    stack = as_stack(np.stack([nuclei(), zoomed]))
+    at_one, _ = measure_scale(builtin, stack, slices=[0], device="cpu")
+    at_two, _ = measure_scale(builtin, stack, slices=[1], device="cpu")
+    assert at_one == 1.0 and 0.4 < at_two < 0.7
+
+
+def test_blank_slices_measure_nothing_in_a_stack_that_is_not_blank(builtin):
+    image = nuclei()
+    stack = np.stack([np.zeros_like(image)] * 2 + [image, np.zeros_like(image)])
+    # slices 0, 1 and 3 are measured: nothing is found there, the factor stays 1
+    assert measure_scale(builtin, as_stack(stack), device="cpu") == (1.0, None)
+    result = predict(builtin, stack, scale="auto", device="cpu")
+    assert result.scale == 1.0 and result.labels.shape == stack.shape
+
+
+def test_a_model_without_an_object_size_measures_nothing(trained, image, monkeypatch):
+    def refuse(*args, **kwargs):
+        raise AssertionError("predicted to measure a model without an object size")
+
+    monkeypatch.setattr(predict_module, "predict", refuse)
+    assert measure_scale(trained, as_stack(image), device="cpu") == (1.0, None)

@@ -1,11 +1,14 @@
+import dataclasses
 import math
 
 import numpy as np
 import pytest
 import torch
 
+from napari_unet.engine.data import TrainingSet
 from napari_unet.engine.errors import UNetError
 from napari_unet.engine.model import UNet, UNetConfig
+from napari_unet.engine.object_size import factor_for
 from napari_unet.engine.predict import predict
 from napari_unet.engine.train import Trainer, TrainProgress, TrainSettings
 from napari_unet.samples import nuclei_instances
@@ -264,6 +267,8 @@ BAD = [
     ({"device": "tpu"}, "unknown device"),
     ({"keep": "newest"}, "keep must be"),
     ({"report_every": -1.0}, "report interval"),
+    ({"rescale": "yes"}, "rescale must be true or false"),
+    ({"rescale": 1}, "rescale must be true or false"),
 ]
 
 
@@ -365,3 +370,72 @@ def test_fine_tuning_keeps_the_architecture_and_says_so(trained, image, annotati
     deeper = TrainSettings(steps=1, device="cpu", depth=trained.config.depth + 1)
     with pytest.raises(UNetError, match="fine-tuning keeps a model's depth"):
         Trainer(image, annotations, settings=deeper, segmenter=trained)
+
+
+# fine-tuning at the model's object size (engine/object_size.py)
+
+
+def with_object_size(segmenter, diameter: float):
+    return dataclasses.replace(segmenter, object_diameter=diameter)
+
+
+def built_sets(monkeypatch) -> list[tuple[float, tuple[int, ...]]]:
+    """(scale, unpadded target shape) of each training set the trainer builds."""
+    built = []
+    original = TrainingSet.build.__func__
+
+    def build(cls, *args, **kwargs):
+        data = original(cls, *args, **kwargs)
+        p = data.pad
+        built.append((kwargs.get("scale", 1.0), tuple(data.targets[:, p:-p, p:-p].shape)))
+        return data
+
+    monkeypatch.setattr(TrainingSet, "build", classmethod(build))
+    return built
+
+
+def test_fine_tuning_a_model_with_an_object_size_trains_at_the_factor_measured(
+    trained, image, annotations, monkeypatch
+):
+    start = with_object_size(trained, 12.5)  # the sample's nuclei: about 25 across
+    built = built_sets(monkeypatch)
+    tuned = train(image, annotations, TrainSettings(steps=2, **TINY), segmenter=start)
+    record = tuned.history[-1]
+    assert 0.35 < record["scale"] < 0.65
+    assert 18 < record["measured_diameter"] < 32
+    assert record["scale"] == pytest.approx(
+        factor_for(record["measured_diameter"], start.object_diameter)
+    )
+    side = round(512 * record["scale"])
+    assert built == [(record["scale"], (1, side, side))]  # the slice, rescaled
+    assert tuned.object_diameter == 12.5  # kept: predicting measures again
+    assert record["settings"]["rescale"] is True
+
+
+def test_fine_tuning_without_rescaling_trains_at_the_image_scale(
+    trained, image, annotations, monkeypatch
+):
+    start = with_object_size(trained, 12.5)
+    built = built_sets(monkeypatch)
+    settings = TrainSettings(steps=2, rescale=False, **TINY)
+    tuned = train(image, annotations, settings, segmenter=start)
+    record = tuned.history[-1]
+    assert record["scale"] == 1 and record["measured_diameter"] is None
+    assert built == [(1.0, (1, 512, 512))]
+    assert tuned.object_diameter == 12.5 and record["settings"]["rescale"] is False
+
+
+def test_models_without_an_object_size_train_at_the_image_scale(trained, image, annotations):
+    assert trained.object_diameter is None
+    tuned = train(image, annotations, TrainSettings(steps=2, **TINY), segmenter=trained)
+    assert tuned.history[-1]["scale"] == 1 and tuned.history[-1]["measured_diameter"] is None
+    assert tuned.object_diameter is None
+    new = train(image, annotations, TrainSettings(steps=2, **TINY))
+    assert new.history[-1]["scale"] == 1 and new.object_diameter is None
+
+
+def test_fine_tuning_a_sized_model_on_no_annotation_says_what_to_paint(trained, image):
+    start = with_object_size(trained, 12.5)
+    nothing = np.zeros(image.shape, np.uint8)
+    with pytest.raises(UNetError, match="no pixel is annotated"):
+        train(image, nothing, TrainSettings(steps=1, **TINY), segmenter=start)

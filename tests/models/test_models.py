@@ -6,6 +6,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from scipy import ndimage
 
 from napari_unet.engine.errors import ModelFileError
 from napari_unet.engine.objects import ObjectSettings
@@ -56,6 +57,21 @@ def test_the_nuclei_model_segments_the_sample_before_any_annotation(builtin):
     image = nuclei()
     result = predict(builtin, image, instances_of=2, objects=ObjectSettings(), device="cpu")
     assert object_f1(result.instances[SCORED], nuclei_instances()[SCORED]) > 0.8
+
+
+@pytest.mark.parametrize("zoom", [2.0, 0.5])
+def test_the_nuclei_model_segments_the_sample_at_other_magnifications(builtin, zoom):
+    """Rescaled to the model's object size ("auto"), the sample zoomed in or out is segmented
+    about as well as at its own size, without any annotation."""
+    image = ndimage.zoom(nuclei(), zoom)
+    truth = ndimage.zoom(nuclei_instances(), zoom, order=0)
+    objects = ObjectSettings()
+    result = predict(builtin, image, instances_of=2, objects=objects, scale="auto", device="cpu")
+    assert result.instances.shape == image.shape
+    assert result.object_diameter is not None and result.scale != 1
+    assert result.scale == pytest.approx(1 / zoom, rel=0.35)
+    scored = slice(int(SCORED.start * zoom), None)
+    assert object_f1(result.instances[scored], truth[scored]) > 0.8
 
 
 def test_nothing_is_downloaded(builtin, monkeypatch):

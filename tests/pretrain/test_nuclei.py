@@ -5,9 +5,11 @@ import sys
 from pathlib import Path
 
 import numpy as np
-from skimage.draw import disk
+import pytest
+from skimage.draw import disk, ellipse
 
 from napari_unet.engine.train import TrainSettings
+from napari_unet.storage.loading import load_model
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "pretrain"))
 import nuclei as nuclei_script  # noqa: E402
@@ -47,3 +49,33 @@ def test_a_few_steps_make_a_model_with_its_record():
     assert record["data"]["images"] == ["synthetic 1"]
     assert 0 <= record["test_object_f1"]["mean"] <= 1
     assert record["versions"]["torch"]
+    # the model's object size: what the script measures on its training images
+    assert model.object_diameter == nuclei_script.object_size([synthetic(1)])
+    low, high = nuclei_script.DIAMETERS
+    assert low < model.object_diameter < high
+
+
+def nuclei_of(shape: str) -> tuple[str, np.ndarray, np.ndarray, np.ndarray]:
+    """(name, image, instances, micronuclei) of eight separate discs or thin ellipses."""
+    instances = np.zeros((200, 400), np.int32)
+    for i in range(8):
+        centre = (50 + 100 * (i // 4), 50 + 100 * (i % 4))
+        where = disk(centre, 15) if shape == "discs" else ellipse(*centre, 8, 28)
+        instances[where] = i + 1
+    image = (instances > 0) * 200.0
+    return shape, image.astype(np.float32), instances, np.zeros(instances.shape, bool)
+
+
+def test_the_object_size_is_the_corpus_centre_in_the_width_the_plugin_measures():
+    centre = np.sqrt(nuclei_script.DIAMETERS[0] * nuclei_script.DIAMETERS[1])
+    # discs: as wide as a disc of their area
+    assert nuclei_script.object_size([nuclei_of("discs")]) == pytest.approx(centre, rel=0.05)
+    # thin ellipses are narrower than a disc of their area: the width at the centre is less
+    thin = nuclei_script.object_size([nuclei_of("ellipses")])
+    assert 0.5 * centre < thin < 0.8 * centre
+    assert nuclei_script.object_size([synthetic(0)]) == round(centre, 1)  # too few: the centre
+
+
+def test_the_builtin_model_has_an_object_size_within_the_corpus():
+    low, high = nuclei_script.DIAMETERS
+    assert low < load_model("nuclei").object_diameter < high

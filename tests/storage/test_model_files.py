@@ -2,6 +2,7 @@
 a (compatible) model refused with a clear error before anything is allocated."""
 
 import builtins
+import dataclasses
 import errno
 import json
 import math
@@ -279,3 +280,31 @@ def test_names_undecodable_as_utf8_are_written(trained, tmp_path):
     name = os.fsdecode(b"caf\xe9-" + b"a" * 230 + b".safetensors")
     path = save_model(trained, tmp_path / name)
     assert load_model(path).class_names == trained.class_names
+
+
+def test_the_object_size_round_trips_and_is_absent_when_unset(trained, tmp_path):
+    sized = dataclasses.replace(trained, object_diameter=24.5)
+    path = save_model(sized, tmp_path / "sized.safetensors")
+    assert read_config(path)["object_diameter"] == 24.5
+    assert load_model(path).object_diameter == 24.5
+    plain = save_model(trained, tmp_path / "plain.safetensors")
+    assert "object_diameter" not in read_config(plain)
+    assert load_model(plain).object_diameter is None
+
+
+def test_an_explicit_null_object_size_is_none(trained, tmp_path):
+    path = _rewrite(tmp_path, trained)
+    config = read_config(path)
+    config["object_diameter"] = None
+    state = safetensors.torch.load_file(path)
+    safetensors.torch.save_file(state, path, {"napari-unet": json.dumps(config)})
+    assert load_model(path).object_diameter is None
+
+
+@pytest.mark.parametrize("value", [-3, 0, 0.5, 1e6, "big", "24.5", True, [24.5], math.inf])
+def test_a_damaged_object_size_is_refused_naming_the_file(trained, tmp_path, value):
+    path = _rewrite(tmp_path, trained, name="sized.safetensors", object_diameter=value)
+    with pytest.raises(ModelFileError, match=r"sized\.safetensors.*object diameter"):
+        load_model(path)
+    with pytest.raises(ModelFileError, match="damaged model config"):
+        read_config(path)

@@ -1,6 +1,8 @@
 """The built-in starting model in the dock: offered beside Recent, predicts before any
 annotation, and Start fine-tunes it."""
 
+import re
+
 import numpy as np
 import pytest
 
@@ -56,3 +58,57 @@ def test_background_painted_over_a_few_places_is_enough_to_fine_tune(
     tuned = widget.session.model
     assert tuned is not model and len(tuned.history) == len(model.history) + 1
     assert tuned.history[-1]["settings"]["keep_start"] > 0
+
+
+def test_the_builtin_model_predicts_a_zoomed_image_at_its_object_size(dock, qtbot, notes):
+    from scipy import ndimage
+
+    from napari_unet.samples import nuclei
+
+    viewer, widget = dock
+    widget.model.recent.setCurrentIndex(0)
+    widget.model.open_recent()
+    assert widget.session.model.object_diameter is not None
+    zoomed = ndimage.zoom(nuclei(), 2)
+    layer = viewer.add_image(zoomed, name="zoomed")
+    widget.predict.image_combo.choose(layer)
+    predict(qtbot, widget)
+    status = widget.predict.status.text()
+    assert status.startswith("Predicted zoomed."), status
+    assert re.search(r"Objects measured \d+ px across: predicted at ×0\.[456]\d", status), status
+    classes = [layer for layer in viewer.layers if layer.name == "zoomed: U-Net classes"]
+    assert len(classes) == 1 and classes[0].data.shape == zoomed.shape
+    assert 0.1 < (np.asarray(classes[0].data) == 2).mean() < 0.6
+
+
+def test_the_status_says_nothing_of_scale_at_the_models_own_size(dock, qtbot, notes):
+    viewer, widget = dock
+    widget.model.recent.setCurrentIndex(0)
+    widget.model.open_recent()
+    predict(qtbot, widget)
+    status = widget.predict.status.text()
+    assert status.startswith("Predicted ") and "predicted at" not in status, status
+
+
+def test_fine_tuning_the_builtin_model_on_a_zoomed_image_says_at_what_scale(
+    dock, qtbot, monkeypatch, notes
+):
+    from scipy import ndimage
+
+    from napari_unet.samples import nuclei, nuclei_annotations
+
+    viewer, widget = dock
+    widget.model.recent.setCurrentIndex(0)
+    widget.model.open_recent()
+    corner = (slice(0, 512), slice(0, 512))  # a quarter of the zoomed sample: faster
+    layer = viewer.add_image(ndimage.zoom(nuclei(), 2)[corner], name="zoomed")
+    widget.annotate.image_combo.choose(layer)
+    annotations = widget.annotate.new_annotations()
+    annotations.data = ndimage.zoom(nuclei_annotations(rows=128), 2, order=0)[corner]
+    settings = TrainSettings(steps=2, patch_size=64, batch_size=2, report_every=0)
+    monkeypatch.setattr(type(widget.train), "settings", lambda self, resume=False: settings)
+    train(qtbot, widget)
+    tuned = widget.session.model
+    assert 0.4 <= tuned.history[-1]["scale"] <= 0.65, messages(notes)
+    status = widget.train.status.text()
+    assert re.search(r" · at ×0\.[456]\d$", status), status

@@ -273,3 +273,16 @@ def test_a_volume_gets_objects_in_3d_and_a_series_per_slice(make_napari_viewer, 
     section.image_combo.choose(volume)
     section.image_combo.choose(series)
     assert section.stack.currentData() is True
+
+
+def test_the_status_says_when_the_image_was_rescaled():
+    from napari_unet.engine.predict import Prediction
+    from napari_unet.widgets._predict import rescaled
+
+    sentence = rescaled(Prediction(scale=0.5124, object_diameter=47.6))
+    assert (
+        sentence == " Objects measured 48 px across: predicted at ×0.51, the model's object size."
+    )
+    assert rescaled(Prediction(scale=1.0, object_diameter=24.0)) == ""
+    assert rescaled(Prediction(scale=2.0)) == ""  # a factor given, not measured
+    assert rescaled(Prediction()) == ""

@@ -153,3 +153,12 @@ def test_a_new_model_names_its_classes_after_the_annotations(demo, qtbot, asked)
     widget.predict.probabilities.setChecked(True)
     predict(qtbot, widget)
     assert "other: P(cell)" in viewer.layers
+
+
+def test_the_outcome_says_at_what_scale_a_round_trained():
+    from napari_unet.widgets._train import trained_at
+
+    assert trained_at({"scale": 0.512}) == " · at ×0.51"
+    assert trained_at({"scale": 2.0}) == " · at ×2.00"
+    assert trained_at({"scale": 1.0}) == ""
+    assert trained_at({"steps": 3}) == ""  # a round recorded before object sizes

@@ -11,10 +11,12 @@ from ..engine.checks import Bound, field_bound
 from ..engine.device import DEVICES
 from ..engine.errors import UNetError
 from ..engine.images import CHANNEL_AXIS
+from ..engine.object_size import AUTO
 from ..engine.objects import ObjectSettings
 from ..engine.predict import BATCH_SIZE, INSTANCES_CLASS, TILE_SIZE
 from ..engine.regions import COUNT as REGION_COUNT
 from ..engine.regions import DEFAULT_REGION, REGION_SIZE
+from ..engine.resizing import SCALE
 from ..engine.train import TrainSettings
 from ..engine.volume_objects import Z_SPACING
 from ..storage.volumes import CHUNK, DEFAULT_CHUNK, WORKERS
@@ -42,6 +44,11 @@ def _output(text: str) -> Path:
 def _labels_output(text: str) -> Path:
     """Predict's output: a TIFF file, or an OME-Zarr folder for a zarr input."""
     return _output(text.rstrip("/" + os.sep) if ".zarr" in Path(text).name else text)
+
+
+def _scale(text: str):
+    """``auto`` or a scale factor."""
+    return AUTO if text == AUTO else reader(SCALE)(text)
 
 
 def reader(check: Bound):
@@ -129,6 +136,13 @@ def _train_parser(subparsers) -> None:
         f"annotated (default {defaults.keep_start}; 0: learn from the annotations alone)",
         defaults.keep_start,
     )
+    train.add_argument(
+        "--no-rescale",
+        dest="rescale",
+        action="store_false",
+        help="with --from a model made for one object size (nuclei): train at the image's own "
+        "scale (then predict with --scale 1), not rescaled to the model's object size",
+    )
     _common(train, "replace an existing model file")
     train.set_defaults(command=commands.train)
 
@@ -211,6 +225,13 @@ def _predict_parser(subparsers) -> None:
         "--z-spacing",
         type=reader(Z_SPACING),
         help="with --volume: the z step over the pixel size (default 1)",
+    )
+    predict.add_argument(
+        "--scale",
+        type=_scale,
+        default=AUTO,
+        help="rescale the image by this factor before predicting; 'auto' (default): by what "
+        "brings its objects to the model's object size, for models that have one (nuclei)",
     )
     predict.add_argument("--tile-size", type=reader(TILE_SIZE))
     predict.add_argument("--batch-size", type=reader(BATCH_SIZE))

@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from ..engine.errors import UNetError
+from ..engine.object_size import AUTO
 from ..engine.objects import ObjectSettings
 from ..engine.progress import drain
 
@@ -59,6 +60,7 @@ def train(args) -> int:
         device=args.device,
         seed=args.seed,
         keep_start=args.keep_start,
+        rescale=args.rescale,
     )
     trainer = Trainer(
         image, annotations, channel_axis=channel_axis, settings=settings, segmenter=start
@@ -81,6 +83,8 @@ def train(args) -> int:
     ) as output:
         print(f"training on {describe(trainer.device)}", flush=True)
         segmenter = _follow_training(trainer.run())
+        last = segmenter.history[-1]
+        _print_scale(last["measured_diameter"], last["scale"], segmenter)
         data = model_bytes(segmenter)
         output.commit([lambda file: file.write(data)])
     print(f"wrote {args.output}")
@@ -116,6 +120,8 @@ def predict(args) -> int:
     if args.annotations is not None and args.suggest is None:
         raise UNetError("--annotations tells --suggest what is annotated: add --suggest N")
     if args.image.is_dir():
+        if args.scale != AUTO:
+            raise UNetError("zarr inputs are predicted at their own scale: leave out --scale")
         return _predict_volume(args)
     if args.workers or args.scheduler:
         raise UNetError("--workers and --scheduler are for zarr / OME-Zarr inputs")
@@ -143,6 +149,7 @@ def _predict_image(args, segmenter, image, channel_axis: int | None) -> int:
         device=args.device,
         volume=args.volume,
         z_spacing=args.z_spacing or 1.0,
+        scale=args.scale,
     )
     annotated = _annotated(args.annotations, predictor.stack.shape[:3])
     pixels = math.prod(predictor.stack.shape[:3])
@@ -168,12 +175,24 @@ def _predict_image(args, segmenter, image, channel_axis: int | None) -> int:
             ),
         )
         reservation.commit(_tiff_writer(getattr(result, name)) for _, _, name in outputs)
+    _print_scale(result.object_diameter, result.scale, segmenter)
     for path, _, _ in outputs:
         print(f"wrote {path}")
     if args.suggest:
         _print_regions(result.uncertainty, annotated, args.region_size, args.suggest)
     print(f"done in {time.perf_counter() - started:.1f} s")
     return 0
+
+
+def _print_scale(diameter: float | None, factor: float, segmenter) -> None:
+    """What the model measured, and the factor the image is used at."""
+    if diameter is not None:
+        used = "as it is" if factor == 1 else f"at x{factor:.2f}"
+        print(
+            f"objects measure {diameter:.0f} px across (the model's size: "
+            f"{segmenter.object_diameter:.0f} px): the image is used {used}",
+            flush=True,
+        )
 
 
 def _annotated(path: Path | None, shape: tuple[int, ...]) -> np.ndarray:

@@ -12,6 +12,7 @@ from .augment import patch_offsets
 from .errors import UNetError
 from .images import Normalization, read_slice
 from .losses import IGNORE, class_balance, weight_map
+from .resizing import resize, resize_annotations, scaled_shape
 
 VALIDATION_BLOCK = 32
 MIN_BOUNDARY = 0.01
@@ -43,8 +44,10 @@ class TrainingSet:
         validation_fraction: float = 0.1,
         seed: int = 0,
         answers: Callable[[np.ndarray, np.ndarray], np.ndarray] | None = None,
+        scale: float = 1.0,
     ) -> "TrainingSet":
-        """Load the annotated slices of a (Z, Y, X, C) stack and its (Z, Y, X) annotations.
+        """Load the annotated slices of a (Z, Y, X, C) stack and its (Z, Y, X) annotations,
+        rescaled by ``scale`` (:mod:`.object_size`).
 
         ``answers`` (fine-tuning) maps the normalised slices and their annotation ids to the
         start model's kept probabilities (:mod:`.start_answers`); with it, one annotated id
@@ -55,9 +58,14 @@ class TrainingSet:
                 "no pixel is annotated: paint background (1) and at least one class (2)"
             )
         labels = np.stack([np.asarray(annotations[z]) for z in picks])
+        images = np.stack([read_slice(stack, z, normalization) for z in picks])
+        if scale != 1:
+            shape = scaled_shape(labels.shape[1:], scale)
+            images = resize(torch.from_numpy(images).permute(0, 3, 1, 2), shape)
+            images = np.ascontiguousarray(images.permute(0, 2, 3, 1).numpy())
+            labels = resize_annotations(labels, scale)
         counts = check_annotations(labels, n_classes, alone=answers is not None)
         n_classes = max(n_classes or 0, max(counts))
-        images = np.stack([read_slice(stack, z, normalization) for z in picks])
         if all(np.ptp(images[i][labels[i] > 0]) == 0 for i in range(len(picks))):
             raise UNetError("the image is constant where it is annotated: nothing to learn")
         balance = class_balance(counts, n_classes)

@@ -21,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from torch import nn
 from torch.nn.utils.fusion import fuse_conv_bn_eval
 
@@ -37,7 +38,9 @@ from .device import (
 )
 from .errors import UNetError
 from .images import Normalization, as_stack, check_channels, read_slice, spatial_shape
+from .object_size import AUTO, SAMPLE, factor_for, object_diameter
 from .objects import ObjectSettings, find_objects
+from .resizing import SCALE, resize, scaled_shape
 from .segmenter import Segmenter
 from .tiling import balanced_batch, batch_for_memory, context, tile_for_memory, tiles_2d
 from .uncertainty import margin_uncertainty
@@ -76,13 +79,17 @@ class PredictProgress:
 class Prediction:
     """Outputs, in the input's spatial shape: ``labels`` holds annotation ids (1 = background),
     ``probabilities`` one array per class id (index 0 = background), ``instances`` object ids,
-    ``uncertainty`` how unsure the model is (0..1, see :mod:`.uncertainty`)."""
+    ``uncertainty`` how unsure the model is (0..1, see :mod:`.uncertainty`); ``scale`` the
+    factor the slices were predicted at, ``object_diameter`` the object size measured to
+    choose it (None when not measured)."""
 
     labels: np.ndarray | None = None
     probabilities: np.ndarray | None = None
     uncertainty: np.ndarray | None = None
     instances: np.ndarray | None = None
     complete: bool = False
+    scale: float = 1.0
+    object_diameter: float | None = None
 
 
 class Predictor:
@@ -92,7 +99,9 @@ class Predictor:
     slices when they fit, batches sized from the free memory); ``store`` is a new zarr folder.
     A stack is a series of unrelated slices (objects cut slice by slice) unless ``volume``:
     then objects continue through z and are cut in 3D once every slice is predicted, a z step
-    counting ``z_spacing`` pixels (z step / pixel size).
+    counting ``z_spacing`` pixels (z step / pixel size). ``scale`` rescales each slice by
+    that factor before it is predicted, "auto" by the factor :func:`measure_scale` finds (1
+    for models without an object size); outputs come back at the slice's own size.
     """
 
     def __init__(
@@ -113,6 +122,7 @@ class Predictor:
         store: str | Path | None = None,
         volume: bool = False,
         z_spacing: float = 1.0,
+        scale: float | str = 1.0,
     ):
         if not isinstance(segmenter, Segmenter):
             raise UNetError(f"prediction needs a model, not {type(segmenter).__name__}")
@@ -144,6 +154,7 @@ class Predictor:
         self._next_instance = 0
         self._flat = len(spatial_shape(image, channel_axis)) == 2
         self.z_spacing = Z_SPACING.check(z_spacing)
+        self.scale = scale if isinstance(scale, str) and scale == AUTO else SCALE.check(scale)
         self.volume = bool(volume)
         if self.volume and self._flat:
             raise UNetError(
@@ -164,10 +175,16 @@ class Predictor:
         """Predict slice by slice, yielding after each; closing the generator stops it."""
         start = time.perf_counter()
         self.allocate()
+        if self.scale == AUTO:
+            device = self.device.type
+            self.scale, diameter = measure_scale(self.segmenter, self.stack, device=device)
+            self.result.object_diameter = diameter
+        self.result.scale = self.scale
         normalization = self.segmenter.normalization.for_image(self.stack)
         net = _inference_net(self.segmenter.net, self.device)
         total, height, width, channels = self.stack.shape
-        padded = (_round_up(height, self.multiple), _round_up(width, self.multiple))
+        scaled = scaled_shape((height, width), self.scale)
+        padded = (_round_up(scaled[0], self.multiple), _round_up(scaled[1], self.multiple))
         if self.device.type == "cuda":
             self._fit_to_device(net, padded, channels)
         tile_shape, tiles = tiles_2d(*padded, self.tile_size, self.margin, self.multiple)
@@ -184,8 +201,8 @@ class Predictor:
             _SliceReader(self.stack, self.multiple, pin, ahead, on_host) as reader,
             cudnn_benchmark(self.device),
         ):
-            scale = _Scale(normalization if raw else None, self.device, dtype == np.uint16)
-            for batch in self._batches(reader, scale, tiles, tile_shape, outputs):
+            normalize = _Scale(normalization if raw else None, self.device, dtype == np.uint16)
+            for batch in self._batches(reader, normalize, tiles, tile_shape, outputs):
                 launched = self._launch(net, batch)
                 for z in self._finish(in_flight, outputs):
                     done += 1
@@ -231,16 +248,20 @@ class Predictor:
             batch = batch_for_memory(tile_y * tile_x, bytes_per_pixel, budget, MAX_BATCH_PIXELS)
             self.batch_size = balanced_batch(len(tiles) * self.stack.shape[0], batch)
 
-    def _batches(self, reader, scale, tiles, tile_shape, outputs) -> Iterator[list["_Tile"]]:
-        """Batches of tiles, cut from the slices as the reader delivers them (on the device)."""
+    def _batches(self, reader, normalize, tiles, tile_shape, outputs) -> Iterator[list["_Tile"]]:
+        """Batches of tiles, cut from the slices (normalised and rescaled on the device) as the
+        reader delivers them."""
         height, width = self.stack.shape[1:3]
+        scaled = scaled_shape((height, width), self.scale)
         tile_y, tile_x = tile_shape
         pending: list[_Tile] = []
         for z, raw in reader:
             if self._stop:
                 return
-            data = scale(raw)
-            outputs[z] = _SliceOutput(len(tiles), (height, width), tuple(data.shape[1:]))
+            data = normalize(raw)
+            if self.scale != 1:
+                data = _pad_tensor(resize(data[:, :height, :width], scaled), self.multiple)
+            outputs[z] = _SliceOutput(len(tiles), scaled, tuple(data.shape[1:]))
             for y, x, keep_y, keep_x in tiles:
                 pending.append(
                     _Tile(z, data[:, y : y + tile_y, x : x + tile_x], y, x, keep_y, keep_x)
@@ -278,13 +299,21 @@ class Predictor:
         return launched
 
     def _compute(self, net, batch: torch.Tensor) -> dict[str, torch.Tensor]:
-        """What the outputs need, on the device: labels, probabilities, the objects' class."""
-        r = self.result
-        outputs = {}
+        """What the outputs need, on the device (the logits of a rescaled slice, whose outputs
+        are made once it is back to its own size)."""
         with torch.inference_mode():
             with autocast(self.device):
                 logits = net(batch)
-            logits = logits.float()
+            if self.scale != 1:
+                return {"logits": logits.float()}
+            return self._from_logits(logits.float())
+
+    def _from_logits(self, logits: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Labels, probabilities, uncertainty and the objects' class, as far as the outputs
+        need them, from (N, K, Y, X) logits."""
+        r = self.result
+        outputs = {}
+        with torch.inference_mode():
             if r.labels is not None or r.instances is not None:
                 dtype = torch.uint8 if self.segmenter.n_classes < 255 else torch.int32
                 outputs["labels"] = (logits.argmax(1) + 1).to(dtype)
@@ -313,6 +342,9 @@ class Predictor:
     def _write(self, z: int, parts: dict[str, np.ndarray]) -> None:
         """Store slice ``z``'s outputs; objects get ids after those of the slices before."""
         r = self.result
+        if "logits" in parts:
+            logits = resize(torch.from_numpy(parts["logits"]), self.stack.shape[1:3])
+            parts = {name: t[0].numpy() for name, t in self._from_logits(logits[None]).items()}
         if r.labels is not None:
             r.labels[z] = parts["labels"]
         if r.probabilities is not None:
@@ -365,12 +397,12 @@ class Predictor:
             raise RuntimeError("call allocate() or run() before outputs()")
         if not self._flat:
             return r
-        return Prediction(
+        return replace(
+            r,
             labels=None if r.labels is None else r.labels[0],
             probabilities=None if r.probabilities is None else r.probabilities[:, 0],
             instances=None if r.instances is None else r.instances[0],
             uncertainty=None if r.uncertainty is None else r.uncertainty[0],
-            complete=r.complete,
         )
 
 
@@ -380,6 +412,29 @@ def predict(segmenter: Segmenter, image, **options) -> Prediction:
     for _ in predictor.run():
         pass
     return predictor.outputs()
+
+
+def measure_scale(
+    segmenter: Segmenter, stack, slices: list[int] | None = None, device="auto"
+) -> tuple[float, float | None]:
+    """``(factor, diameter)`` for a (Z, Y, X, C) ``stack``: the factor to predict it at (see
+    :mod:`.object_size`) and the median width of the objects of class 2 measured, None when
+    not measured: models without an ``object_diameter`` are not (factor 1). The width is
+    measured on up to three of ``slices`` (default: all), each cut to its centre SAMPLE x
+    SAMPLE pixels."""
+    target = segmenter.object_diameter
+    if target is None:
+        return 1.0, None
+    slices = list(range(stack.shape[0])) if slices is None else list(slices)
+    picked = [slices[i] for i in np.linspace(0, len(slices) - 1, min(3, len(slices))).astype(int)]
+    height, width = stack.shape[1:3]
+    y0, x0 = max(0, (height - SAMPLE) // 2), max(0, (width - SAMPLE) // 2)
+    crops = np.stack([np.asarray(stack[z, y0 : y0 + SAMPLE, x0 : x0 + SAMPLE]) for z in picked])
+    fitted = replace(segmenter.normalization.for_image(stack), mode="fixed")
+    fixed = replace(segmenter, normalization=fitted)  # the stack's percentiles, not the crops'
+    found = predict(fixed, crops, channel_axis=3, device=device)
+    diameter = object_diameter(found.labels == 2)
+    return factor_for(diameter, target), diameter
 
 
 @dataclass
@@ -550,6 +605,15 @@ def _inference_net(net: nn.Module, device: torch.device) -> nn.Module:
 
 def _round_up(value: int, multiple: int) -> int:
     return -(-value // multiple) * multiple
+
+
+def _pad_tensor(data: torch.Tensor, multiple: int) -> torch.Tensor:
+    """A (C, Y, X) tensor padded at the bottom and right to multiples of ``multiple``."""
+    pad_y, pad_x = -data.shape[1] % multiple, -data.shape[2] % multiple
+    if not pad_y and not pad_x:
+        return data
+    mode = "reflect" if pad_y < data.shape[1] and pad_x < data.shape[2] else "replicate"
+    return F.pad(data[None], (0, pad_x, 0, pad_y), mode=mode)[0]
 
 
 def _pad_to_multiple(data: np.ndarray, multiple: int) -> np.ndarray:

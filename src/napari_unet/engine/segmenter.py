@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 import torch
 
 from .annotations import default_class_names
+from .checks import Bound
 from .errors import UNetError
 from .images import Normalization
 from .model import UNet, UNetConfig
@@ -14,6 +15,8 @@ from .model import UNet, UNetConfig
 NEW_CLASS_BIAS = -10.0
 """The starting bias of a class added by fine-tuning: its probability starts near zero."""
 
+
+OBJECT_DIAMETER = Bound("object diameter (pixels)", float, 1, 10000)
 
 MAX_CLASS_NAME = 60
 """Characters a class name may have (it becomes part of layer and file names)."""
@@ -36,12 +39,15 @@ def check_class_names(names) -> list[str] | None:
 
 @dataclass
 class Segmenter:
-    """A U-Net plus its class names (index i is annotation id i + 1) and normalisation."""
+    """A U-Net plus its class names (index i is annotation id i + 1) and normalisation;
+    ``object_diameter`` (pixels), when set, is the object size it segments best: images are
+    rescaled to it (:mod:`.object_size`)."""
 
     net: UNet
     class_names: list[str]
     normalization: Normalization = field(default_factory=Normalization)
     history: list[dict] = field(default_factory=list)
+    object_diameter: float | None = None
 
     @classmethod
     def new(

@@ -17,7 +17,7 @@ from datetime import datetime, timezone
 import torch
 
 from .. import __version__
-from .annotations import check_shapes
+from .annotations import annotated_slices, check_shapes
 from .augment import crop_size, vary_gray_values
 from .checks import Bound, bound, check_fields
 from .data import TrainingSet
@@ -36,6 +36,7 @@ from .errors import UNetError
 from .images import Normalization, as_stack, check_channels, spatial_shape
 from .losses import IGNORE, start_divergence, weighted_cross_entropy
 from .model import UNetConfig
+from .predict import measure_scale
 from .segmenter import Segmenter, check_class_names
 from .start_answers import start_answers
 
@@ -64,6 +65,10 @@ class TrainSettings:
     ``keep_start`` (fine-tuning): how strongly the network is held to the start model's
     confident answers where nothing is annotated (:mod:`.start_answers`), against 1 for the
     annotations; 0 trains on the annotations alone.
+
+    ``rescale`` (fine-tuning a model that has an object diameter): train on the annotated
+    slices rescaled as prediction rescales them (:mod:`.object_size`), so that the model learns
+    the objects at the size it will see them.
     """
 
     steps: int | None = bound(1000, Bound("number of steps", int, 1, 10**9, optional=True))
@@ -87,6 +92,7 @@ class TrainSettings:
     width: int | None = bound(None, Bound("width", int, 1, 256, optional=True))
     keep: str = "average"
     keep_start: float = bound(0.5, Bound("weight of the start model's answers", float, 0, 100))
+    rescale: bool = True
     report_every: float | None = bound(
         None, Bound("report interval (seconds)", float, 0, 60, optional=True)
     )
@@ -96,8 +102,9 @@ class TrainSettings:
         if self.steps is None and self.time_limit is None:
             raise UNetError("give a number of steps, a time limit, or both")
         check_fields(self)
-        if not isinstance(self.augment, bool):
-            raise UNetError(f"augment must be true or false, not {self.augment!r}")
+        for name in ("augment", "rescale"):
+            if not isinstance(getattr(self, name), bool):
+                raise UNetError(f"{name} must be true or false, not {getattr(self, name)!r}")
         if self.device not in DEVICES:
             raise UNetError(f"unknown device {self.device!r}; choose one of {', '.join(DEVICES)}")
         if self.keep not in KEEP:
@@ -196,6 +203,10 @@ class Trainer:
         base = self.segmenter
         normalization = (base.normalization if base else Normalization()).for_image(self.stack)
         crop = crop_size(patch) if s.augment else patch
+        scale, measured = 1.0, None
+        picks = annotated_slices(self.annotations)
+        if base is not None and s.rescale and picks:
+            scale, measured = measure_scale(base, self.stack, picks, device.type)
         answers = None
         if base is not None and s.keep_start > 0:
 
@@ -213,6 +224,7 @@ class Trainer:
             validation_fraction=s.validation_fraction,
             seed=s.seed or 0,
             answers=answers,
+            scale=scale,
         )
         segmenter = self._starting_point(max(data.counts), normalization)
         net = prepare(segmenter.net, device).train()
@@ -246,6 +258,8 @@ class Trainer:
             start=start,
             last_report=start,
             done=self._done(0, start),
+            scale=scale,
+            measured=measured,
         )
 
     def _step_or_shrink(self, state: "_Round") -> torch.Tensor | None:
@@ -346,6 +360,8 @@ class Trainer:
                 "batch_size": state.batch,
                 "patch_size": self.patch_size,
                 "keep": s.keep,
+                "scale": state.scale,
+                "measured_diameter": state.measured,
                 "settings": asdict(s),
                 "version": __version__,
             }
@@ -516,6 +532,8 @@ class _Round:
     mean_loss: float | None = None
     best_score: float = -math.inf
     best_state: dict | None = None
+    scale: float = 1.0
+    measured: float | None = None
 
 
 class WeightAverage:

@@ -23,7 +23,7 @@ from ..engine.annotations import MAX_CLASSES
 from ..engine.errors import ModelFileError, UNetError, os_error_message
 from ..engine.images import Normalization
 from ..engine.model import UNet, UNetConfig
-from ..engine.segmenter import Segmenter, check_class_names
+from ..engine.segmenter import OBJECT_DIAMETER, Segmenter, check_class_names
 from ..models import resolve
 from .output_files import reserve
 
@@ -79,7 +79,8 @@ def model_bytes(segmenter: Segmenter) -> bytes:
 
 
 def model_config(segmenter: Segmenter) -> dict:
-    """The config a model file stores: architecture, classes, normalisation, history."""
+    """The config a model file stores: architecture, classes, normalisation, history and,
+    when the model has one, its object diameter."""
     if not isinstance(segmenter, Segmenter):
         raise UNetError(f"a trained Segmenter is needed to save a model, not {type(segmenter)}")
     return {
@@ -90,6 +91,7 @@ def model_config(segmenter: Segmenter) -> dict:
         "class_names": segmenter.class_names,
         "normalization": segmenter.normalization.to_dict(),
         "history": segmenter.history,
+        **({"object_diameter": d} if (d := segmenter.object_diameter) is not None else {}),
     }
 
 
@@ -159,6 +161,7 @@ def load_model_bytes(data: bytes, name: str = "the model") -> Segmenter:
         list(config["class_names"]),
         Normalization(**config["normalization"]),
         list(config["history"]),
+        config.get("object_diameter"),
     )
 
 
@@ -264,6 +267,12 @@ def check_config(config: dict, name: str) -> UNetConfig:
     history = config["history"]
     if not isinstance(history, list) or not all(isinstance(h, dict) for h in history):
         raise damaged("the training history must be a list of rounds")
+    diameter = config.get("object_diameter")
+    if diameter is not None:
+        try:
+            OBJECT_DIAMETER.check(diameter)
+        except UNetError as error:
+            raise damaged(str(error)) from None
     return architecture
 
 

@@ -25,6 +25,7 @@ from qtpy.QtWidgets import (
 
 from ..engine.annotations import BACKGROUND, contacts
 from ..engine.errors import UNetError
+from ..engine.object_size import AUTO
 from ..engine.objects import ObjectSettings, find_objects
 from ..engine.predict import Prediction, Predictor, PredictProgress
 from ..engine.regions import DEFAULT_REGION
@@ -279,6 +280,7 @@ class PredictSection(QGroupBox):
                 volume=volume,
                 z_spacing=self.z_spacing.value() if volume else 1.0,
                 device=self.session.device,
+                scale=AUTO,
             )
             result = predictor.allocate()
         except UNetError as error:
@@ -441,7 +443,7 @@ class PredictSection(QGroupBox):
         if self._slice is not None:
             self._copy_slice(result)
         where = "" if self._slice is None else f", slice {self._slice}"
-        self.status.setText(f"Predicted {image}{where}.")
+        self.status.setText(f"Predicted {image}{where}.{rescaled(result)}")
         self._rank(result.uncertainty)
         if result.instances is not None:
             for layer in self.outputs.get("instances", []):
@@ -636,6 +638,16 @@ class PredictSection(QGroupBox):
     @staticmethod
     def _is_stack(image) -> bool:
         return image is not None and len(spatial_shape(image)) == 3
+
+
+def rescaled(result: Prediction) -> str:
+    """A sentence on the factor the image was predicted at, when it was rescaled."""
+    if result.scale == 1 or result.object_diameter is None:
+        return ""
+    return (
+        f" Objects measured {result.object_diameter:.0f} px across: predicted at "
+        f"×{result.scale:.2f}, the model's object size."
+    )
 
 
 def labelled_row(

@@ -226,7 +226,7 @@ class TrainSection(QGroupBox):
 
     def _trained(self, outcome: Round) -> None:
         if outcome.segmenter is not None and self.last is not None:
-            self._outcome = summarize(self.last)
+            self._outcome = summarize(self.last) + trained_at(outcome.segmenter.history[-1])
 
     def _failed(self, error: BaseException) -> None:
         self._outcome = "Training failed: see the notification."
@@ -383,6 +383,12 @@ def summarize(progress: TrainProgress) -> str:
         f"Done: {progress.step} steps in {clock(progress.elapsed)}\n"
         f"loss {readable_loss(progress):.3f}{dice}"
     )
+
+
+def trained_at(round_record: dict) -> str:
+    """E.g. " · at ×0.51" when the round trained on the image rescaled to the object size."""
+    scale = round_record.get("scale", 1)
+    return "" if scale == 1 else f" · at ×{scale:.2f}"
 
 
 def remaining(progress: TrainProgress) -> float | None:
