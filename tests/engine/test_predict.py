@@ -506,6 +506,22 @@ def test_the_builtin_model_measures_the_factor_that_brings_nuclei_to_its_size(bu
     assert 1.5 < factor_half < 2.5 and 0.4 < diameter_half / diameter < 0.6
 
 
+def test_an_image_that_is_its_own_sample_is_measured_on_its_prediction(builtin):
+    predictor = Predictor(builtin, nuclei(), scale="auto", device="cpu")
+    events, result = run_to_end(predictor.run())
+    assert len(events) == 1 and result.scale == 1.0  # one pass: kept as it is
+    assert result.object_diameter == measure_scale(builtin, as_stack(nuclei()), device="cpu")[1]
+    assert np.array_equal(result.labels, predict(builtin, nuclei(), device="cpu").labels)
+    half = zoomed_sample(0.5)
+    events, result = run_to_end(Predictor(builtin, half, scale="auto", device="cpu").run())
+    assert len(events) == 2 and result.scale > 1.25  # measured, then predicted rescaled
+    assert (result.scale, result.object_diameter) == measure_scale(
+        builtin, as_stack(half), device="cpu"
+    )
+    at_factor = predict(builtin, half, scale=result.scale, device="cpu")
+    assert np.array_equal(result.labels, at_factor.labels)
+
+
 def test_only_the_slices_given_are_measured(builtin):
     zoomed = zoomed_sample(2)[:512, :512]
     stack = as_stack(np.stack([nuclei(), zoomed]))

@@ -176,10 +176,36 @@ class Predictor:
         start = time.perf_counter()
         self.allocate()
         if self.scale == AUTO:
+            yield from self._at_measured_scale(start)
+        else:
+            yield from self._predict_all(start)
+        self.result.scale = self.scale
+        return self.outputs()
+
+    def _at_measured_scale(self, start: float) -> Iterator[PredictProgress]:
+        """Predict at the factor :func:`measure_scale` finds. A stack that is its own sample
+        (at most three slices of at most SAMPLE² pixels) is measured on this prediction at
+        scale 1, which is kept when no rescaling is due: no second pass."""
+        target = self.segmenter.object_diameter
+        slices, height, width = self.stack.shape[:3]
+        whole = slices <= 3 and max(height, width) <= SAMPLE and self.result.labels is not None
+        if target is None or not whole:
             device = self.device.type
             self.scale, diameter = measure_scale(self.segmenter, self.stack, device=device)
             self.result.object_diameter = diameter
-        self.result.scale = self.scale
+            yield from self._predict_all(start)
+            return
+        self.scale = 1.0
+        yield from self._predict_all(start)
+        diameter = object_diameter(np.asarray(self.result.labels) == 2)
+        self.result.object_diameter = diameter
+        factor = factor_for(diameter, target)
+        if factor != 1 and self.result.complete:
+            self.scale, self._next_instance = factor, 0
+            yield from self._predict_all(start)
+
+    def _predict_all(self, start: float) -> Iterator[PredictProgress]:
+        """Predict every slice at ``self.scale`` into the outputs, yielding after each."""
         normalization = self.segmenter.normalization.for_image(self.stack)
         net = _inference_net(self.segmenter.net, self.device)
         total, height, width, channels = self.stack.shape
@@ -220,7 +246,6 @@ class Predictor:
             objects = find_volume_objects(probability, mask, self.objects, self.z_spacing)
             del probability, mask
             self.result.instances[...] = objects
-        return self.outputs()
 
     def _fit_to_device(self, net, padded: tuple[int, int], channels: int) -> None:
         """Tile and batch sizes from the free GPU memory and a probe of the network's needs."""
