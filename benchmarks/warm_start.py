@@ -8,13 +8,16 @@ objects are wrong: the truth painted over each object of rows 0-127 that matches
 nucleus at IoU 0.5, and over each true nucleus there that no object matches); rows 160-511,
 never annotated, are scored: object F1 at IoU 0.5 and the mean AP over IoU 0.5-0.9, objects
 cut by ``find_objects`` with the defaults. The zero-shot rows also score the sample rescaled
-x0.5 and x2 (other magnifications). Each U-Net round trains for a time budget on the CPU with
-one thread fewer than the cores, as the plugin.
-Fine-tuning runs with the default ``keep_start`` (the start model's sure answers kept where
-nothing is annotated) and without it (0), to show what that rule holds.
+x0.5 and x2 (other magnifications), each predicted as the plugin predicts (rescaled to the
+model's object size, ``--scale auto``) and at its own scale (``--scale 1``). ``strip x2`` is the
+strip of the sample rescaled x2 (rows 0-255 annotated, 320-1023 scored), fine-tuned with and
+without rescaling. Every U-Net prediction is made as the plugin makes it (``--scale auto``).
+Each U-Net round trains for a time budget on the CPU with one thread fewer than the cores, as
+the plugin. Fine-tuning runs with the default ``keep_start`` (the start model's sure answers
+kept where nothing is annotated) and without it (0), to show what that rule holds.
 
 Usage: .venv/bin/python benchmarks/warm_start.py [--budgets 10 30 60]
-       [--variants strip blobs corrections]
+       [--variants strip blobs corrections "strip x2"]
 """
 
 import argparse
@@ -27,6 +30,7 @@ from scipy import ndimage
 from time_to_model import ANNOTATED_ROWS, NUCLEUS, all_annotations, forest, scores
 
 from napari_unet.engine.annotations import from_instances
+from napari_unet.engine.object_size import AUTO
 from napari_unet.engine.objects import ObjectSettings, find_objects
 from napari_unet.engine.predict import predict
 from napari_unet.engine.progress import drain
@@ -36,10 +40,10 @@ from napari_unet.samples import nuclei, nuclei_instances
 from napari_unet.storage.loading import load_model
 
 
-def unet_objects(segmenter, image) -> tuple[np.ndarray, np.ndarray, float]:
+def unet_objects(segmenter, image, scale=AUTO) -> tuple[np.ndarray, np.ndarray, float]:
     """(nucleus mask, objects, seconds to predict) with the plugin's defaults."""
     start = time.perf_counter()
-    result = predict(segmenter, image, instances_of=NUCLEUS, objects=ObjectSettings())
+    result = predict(segmenter, image, instances_of=NUCLEUS, objects=ObjectSettings(), scale=scale)
     return result.labels == NUCLEUS, result.instances, time.perf_counter() - start
 
 
@@ -50,16 +54,25 @@ def row(method, annotation, budget, steps, nucleus, objects, instances, rows=Non
     return cells
 
 
+def zoomed(image, instances, zoom: float) -> tuple[np.ndarray, np.ndarray]:
+    """The sample and its truth rescaled by ``zoom`` (another magnification)."""
+    if zoom == 1:
+        return image, instances
+    return (
+        ndimage.zoom(image.astype(np.float32), zoom, order=1),
+        ndimage.zoom(instances, zoom, order=0),
+    )
+
+
 def zero_shot(builtin, image, instances) -> list[list]:
     rows = []
-    for scale in (1.0, 0.5, 2.0):
-        scaled = image if scale == 1 else ndimage.zoom(image.astype(np.float32), scale, order=1)
-        ids = instances if scale == 1 else ndimage.zoom(instances, scale, order=0)
-        nucleus, objects, seconds = unet_objects(builtin, scaled)
-        label = f"nuclei model, zero-shot, x{scale:g} ({seconds:.2f} s to predict)"
-        rows.append(
-            row(label, "none", "0", "0", nucleus, objects, ids, slice(int(160 * scale), None))
-        )
+    for zoom in (1.0, 0.5, 2.0):
+        scaled, ids = zoomed(image, instances, zoom)
+        for scale, how in ((AUTO, "rescaled"), (1.0, "own scale")):
+            nucleus, objects, seconds = unet_objects(builtin, scaled, scale)
+            label = f"nuclei model, zero-shot, x{zoom:g}, {how} ({seconds:.2f} s to predict)"
+            scored = slice(int(160 * zoom), None)
+            rows.append(row(label, "none", "0", "0", nucleus, objects, ids, scored))
     return rows
 
 
@@ -81,7 +94,9 @@ def corrections(builtin, image, instances) -> np.ndarray:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--budgets", type=float, nargs="+", default=[10, 30, 60])
-    parser.add_argument("--variants", nargs="+", default=["strip", "blobs", "corrections"])
+    parser.add_argument(
+        "--variants", nargs="*", default=["strip", "blobs", "corrections", "strip x2"]
+    )
     parser.add_argument("--threads", type=int, default=PLUGIN_THREADS)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
@@ -91,22 +106,36 @@ def main() -> None:
     builtin = load_model("nuclei")
     rows = zero_shot(builtin, image, instances)
     annotations["corrections"] = corrections(builtin, image, instances)
+    double, double_ids = zoomed(image, instances, 2.0)
+    annotations["strip x2"] = from_instances(double_ids)
+    annotations["strip x2"][2 * ANNOTATED_ROWS :] = 0
+    keep = TrainSettings().keep_start
     for name in args.variants:
-        keep = TrainSettings().keep_start
-        methods = [("from the nuclei model", builtin, keep), ("  keep_start 0", builtin, 0.0)]
+        data, ids, scored = image, instances, slice(160, None)
+        methods = [("from the nuclei model", builtin, keep, True)]
+        if name == "strip x2":
+            data, ids, scored = double, double_ids, slice(320, None)
+            methods.append(("  not rescaled", builtin, keep, False))
+        else:
+            methods.append(("  keep_start 0", builtin, 0.0, True))
         if name != "corrections":
-            methods.append(("from scratch", None, 0.0))
+            methods.append(("from scratch", None, 0.0, True))
         for budget in args.budgets:
-            for method, start, keep in methods:
+            for method, start, keep_start, rescale in methods:
                 settings = TrainSettings(
-                    steps=None, time_limit=budget, device="cpu", keep_start=keep
+                    steps=None,
+                    time_limit=budget,
+                    device="cpu",
+                    keep_start=keep_start,
+                    rescale=rescale,
                 )
-                trainer = Trainer(image, annotations[name], settings=settings, segmenter=start)
+                trainer = Trainer(data, annotations[name], settings=settings, segmenter=start)
                 segmenter = drain(trainer.run())
                 steps = segmenter.history[-1]["steps"]
-                nucleus, objects, _ = unet_objects(segmenter, image)
-                rows.append(row(method, name, f"{budget:g}", steps, nucleus, objects, instances))
-        if name == "corrections":
+                nucleus, objects, _ = unet_objects(segmenter, data, AUTO if rescale else 1.0)
+                cells = (method, name, f"{budget:g}", steps, nucleus, objects, ids, scored)
+                rows.append(row(*cells))
+        if name in ("corrections", "strip x2"):
             continue
         probabilities, seconds = forest(image, annotations[name], edges=False, sigma_min=1)
         nucleus = probabilities.argmax(0) + 1 == NUCLEUS
