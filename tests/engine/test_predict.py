@@ -395,6 +395,20 @@ def test_the_gpu_predicts_whole_slices_in_large_batches_like_the_cpu(trained, im
     assert (tiled.labels == result.labels[:2]).mean() > 0.999
 
 
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+@pytest.mark.parametrize("scale", [0.5, 1.7, "auto"])
+def test_the_gpu_rescales_slices_like_the_cpu(trained, image, scale):
+    sized = dataclasses.replace(trained, object_diameter=12.5)  # "auto": about x0.5
+    stack = np.stack([image, image[::-1]])
+    on_gpu = predict(sized, stack, probabilities=True, scale=scale, device="cuda")
+    on_cpu = predict(sized, stack, probabilities=True, scale=scale, device="cpu")
+    assert on_gpu.scale == on_cpu.scale != 1
+    assert on_gpu.labels.shape == stack.shape
+    assert (on_gpu.labels == on_cpu.labels).mean() > 0.999
+    assert np.abs(on_gpu.probabilities - on_cpu.probabilities).max() < 0.05
+
+
 # rescaling to the model's object size (engine/object_size.py)
 
 
