@@ -11,7 +11,8 @@ strategy is scored on the same pixels. Round 0 is the starting annotation alone.
 table also gives the uncertainty's ROC AUC for "pixel class wrong" on the scored half, and the
 per-object mean uncertainty's AUC for "object wrong" (not matched at IoU 0.5).
 
-Usage: .venv/bin/python benchmarks/next_region.py [--seeds 3] [--steps 40] [--rounds 5]
+Usage: .venv/bin/python benchmarks/next_region.py [--seeds 3] [--first-seed 0] [--steps 40]
+       [--rounds 5]
 """
 
 import argparse
@@ -175,6 +176,7 @@ def simulate(image, instances, seed, args, builtin) -> tuple[dict, list]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument("--first-seed", type=int, default=0, help="seeds run: this one on")
     parser.add_argument("--steps", type=int, default=40)
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--size", type=int, default=64, help="region side (pixels)")
@@ -186,8 +188,9 @@ def main() -> None:
     print(machine())
     builtin = load_model("nuclei")
     started = time.perf_counter()
+    seeds = range(args.first_seed, args.first_seed + args.seeds)
     for name, (image, instances) in list(images().items())[: args.images]:
-        results = [simulate(image, instances, seed, args, builtin) for seed in range(args.seeds)]
+        results = [simulate(image, instances, seed, args, builtin) for seed in seeds]
         aucs = np.nanmean([r[1] for r in results], axis=0)
         print(
             f"\n{name}: uncertainty AUC, pixel class wrong {aucs[0]:.3f}, "
