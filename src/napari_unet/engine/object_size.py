@@ -61,6 +61,13 @@ def object_diameter(mask: np.ndarray) -> float | None:
     return float(widths[np.searchsorted(np.cumsum(areas), areas.sum() / 2)])
 
 
+def scale_from(labels: np.ndarray, target: float) -> tuple[float, float | None]:
+    """``(factor, width)`` from predicted class ids: the width of the regions of class 2 (the
+    first class after background) and the factor that brings it to ``target``."""
+    diameter = object_diameter(np.asarray(labels) == 2)
+    return factor_for(diameter, target), diameter
+
+
 def factor_for(diameter: float | None, target: float | None) -> float:
     """The factor that brings objects of ``diameter`` pixels to ``target`` (1 when either is
     unknown, or the factor is within SAME), kept within SCALE."""

@@ -38,7 +38,7 @@ from .device import (
 )
 from .errors import UNetError
 from .images import Normalization, as_stack, check_channels, read_slice, spatial_shape
-from .object_size import AUTO, SAMPLE, factor_for, object_diameter
+from .object_size import AUTO, SAMPLE, scale_from
 from .objects import ObjectSettings, find_objects
 from .resizing import SCALE, resize, scaled_shape
 from .segmenter import Segmenter
@@ -197,9 +197,7 @@ class Predictor:
             return
         self.scale = 1.0
         yield from self._predict_all(start)
-        diameter = object_diameter(np.asarray(self.result.labels) == 2)
-        self.result.object_diameter = diameter
-        factor = factor_for(diameter, target)
+        factor, self.result.object_diameter = scale_from(self.result.labels, target)
         if factor != 1 and self.result.complete:
             self.scale, self._next_instance = factor, 0
             yield from self._predict_all(start)
@@ -458,8 +456,7 @@ def measure_scale(
     fitted = replace(segmenter.normalization.for_image(stack), mode="fixed")
     fixed = replace(segmenter, normalization=fitted)  # the stack's percentiles, not the crops'
     found = predict(fixed, crops, channel_axis=3, device=device)
-    diameter = object_diameter(found.labels == 2)
-    return factor_for(diameter, target), diameter
+    return scale_from(found.labels, target)
 
 
 @dataclass

@@ -204,8 +204,7 @@ class Trainer:
         normalization = (base.normalization if base else Normalization()).for_image(self.stack)
         crop = crop_size(patch) if s.augment else patch
         scale, measured = 1.0, None
-        picks = annotated_slices(self.annotations)
-        if base is not None and s.rescale and picks:
+        if base is not None and s.rescale and (picks := annotated_slices(self.annotations)):
             scale, measured = measure_scale(base, self.stack, picks, device.type)
         answers = None
         if base is not None and s.keep_start > 0:
