@@ -2,14 +2,16 @@
 
 A simulated annotator starts from a small annotation (two nuclei with their background ring and
 one background stroke) and, for ``--rounds`` rounds, adds the truth of one more square region,
-chosen (a) by Next region (``rank_regions`` on the model's uncertainty), (b) at random among
-the unannotated regions, (c) where the truth has the most foreground; after each addition the
+chosen (a) by Next region (``rank_regions`` on the doubt map of the objects found,
+``engine.doubt``), (b) by the pixel uncertainty alone (the first Next region), (c) at random
+among the unannotated regions, (d) where the truth has the most foreground; after each addition the
 model is fine-tuned for a fixed number of steps (same seed for every strategy), from the
 built-in nuclei model as in the dock. Regions are drawn from the top half of the image only;
 object F1 at IoU 0.5 is scored on the bottom half, which no strategy annotates, so every
 strategy is scored on the same pixels. Round 0 is the starting annotation alone. The first
 table also gives the uncertainty's ROC AUC for "pixel class wrong" on the scored half, and the
-per-object mean uncertainty's AUC for "object wrong" (not matched at IoU 0.5).
+AUC for "object wrong" (not matched at IoU 0.5) of each object's doubt and of its mean
+uncertainty.
 
 Usage: .venv/bin/python benchmarks/next_region.py [--seeds 3] [--first-seed 0] [--steps 40]
        [--rounds 5]
@@ -24,6 +26,7 @@ from _common import PLUGIN_THREADS, machine, table
 from scipy import ndimage
 
 from napari_unet.engine.annotations import BACKGROUND, from_instances
+from napari_unet.engine.doubt import doubt_map, object_doubts
 from napari_unet.engine.predict import predict
 from napari_unet.engine.progress import drain
 from napari_unet.engine.regions import Region, rank_regions
@@ -33,7 +36,7 @@ from napari_unet.samples import nuclei, nuclei_instances
 from napari_unet.storage.loading import load_model
 
 NUCLEUS = 2
-STRATEGIES = ("next region", "random", "most foreground")
+STRATEGIES = ("next region", "pixel uncertainty", "random", "most foreground")
 
 
 def images() -> dict[str, tuple[np.ndarray, np.ndarray]]:
@@ -76,13 +79,16 @@ def pool_regions(shape, size: int) -> list[Region]:
     ]
 
 
-def choose(strategy, rng, uncertainty, annotated, instances, size) -> Region:
+def choose(strategy, rng, result, annotated, instances, size) -> Region:
     """The next region to annotate, by ``strategy``, never one already annotated in full."""
     half = len(annotated) // 2
-    if strategy == "next region":
+    if strategy in ("next region", "pixel uncertainty"):
         hidden = annotated.copy()
         hidden[half:] = True  # the scored half is never offered
-        return rank_regions(uncertainty, hidden, size=size, count=1)[0]
+        unsure = result.uncertainty
+        if strategy == "next region":
+            unsure = doubt_map(result.instances, unsure)
+        return rank_regions(unsure, hidden, size=size, count=1)[0]
     open_regions = [r for r in pool_regions(annotated.shape, size) if not annotated[_box(r)].all()]
     if strategy == "random":
         return open_regions[rng.integers(len(open_regions))]
@@ -102,32 +108,35 @@ def train(image, annotations, start, steps: int, seed: int, learning_rate: float
     return drain(Trainer(image, annotations, settings=settings, segmenter=start).run())
 
 
-def evaluate(segmenter, image, instances) -> tuple[float, np.ndarray, float, float]:
-    """(object F1 on the scored half, the uncertainty, pixel AUC, object AUC)."""
+def evaluate(segmenter, image, instances) -> tuple[float, object, float, float, float]:
+    """(object F1 on the scored half, the prediction, pixel AUC, object AUC of the doubt and
+    of the mean uncertainty)."""
     result = predict(segmenter, image, instances_of=NUCLEUS, uncertainty=True, device="cpu")
     half = len(image) // 2
     objects, truth = result.instances[half:], instances[half:]
     matched, n_found, n_true = matched_objects(objects, truth, [0.5])
     f1 = 2 * matched[0] / max(n_found + n_true, 1)
     unsure = result.uncertainty[half:]
-    wrong = (result.labels[half:] == NUCLEUS) != (truth > 0)
+    wrong_pixel = (result.labels[half:] == NUCLEUS) != (truth > 0)
+    doubt, mean_unsure, wrong_object = object_signs(objects, truth, unsure)
     return (
         f1,
-        result.uncertainty,
-        roc_auc(unsure.ravel(), wrong.ravel()),
-        object_auc(objects, truth, unsure),
+        result,
+        roc_auc(unsure.ravel(), wrong_pixel.ravel()),
+        roc_auc(doubt, wrong_object),
+        roc_auc(mean_unsure, wrong_object),
     )
 
 
-def object_auc(objects: np.ndarray, truth: np.ndarray, unsure: np.ndarray) -> float:
-    """AUC of each found object's mean uncertainty for "not matched to a true object at IoU
-    0.5" (merged, split, missed or spurious)."""
+def object_signs(objects: np.ndarray, truth: np.ndarray, unsure: np.ndarray) -> tuple:
+    """Each found object's doubt and mean uncertainty, and whether it is wrong: not matched
+    to a true object at IoU 0.5 (merged, split, missed or spurious)."""
     ids = np.unique(objects[objects > 0])
-    if not len(ids):
-        return float("nan")
-    mean = ndimage.mean(unsure, objects, ids)
-    wrong = np.array([not matches_one(objects == i, truth) for i in ids])
-    return roc_auc(np.asarray(mean), wrong)
+    areas = np.bincount(objects.ravel())[ids]
+    doubt = object_doubts(objects, unsure, float(np.median(areas)) if len(ids) else 1.0)[ids]
+    mean = np.asarray(ndimage.mean(unsure, objects, ids))
+    wrong = np.array([not matches_one(objects == i, truth) for i in ids], bool)
+    return doubt, mean, wrong
 
 
 def roc_auc(score: np.ndarray, positive: np.ndarray) -> float:
@@ -155,22 +164,22 @@ def simulate(image, instances, seed, args, builtin) -> tuple[dict, list]:
     """F1 after each round for every strategy (round 0 shared), and the round-0 AUCs."""
     start = starting_annotation(instances, seed)
     first = train(image, start, builtin, args.steps, seed, args.learning_rate)
-    f1, unsure0, pixel_auc, obj_auc = evaluate(first, image, instances)
+    f1, result0, *aucs = evaluate(first, image, instances)
     full = from_instances(instances)
     curves = {}
     for strategy in STRATEGIES:
         rng = np.random.default_rng(seed)
-        annotations, model, unsure, curve = start.copy(), first, unsure0, [f1]
+        annotations, model, result, curve = start.copy(), first, result0, [f1]
         for _ in range(args.rounds):
-            region = choose(strategy, rng, unsure, annotations > 0, instances, args.size)
+            region = choose(strategy, rng, result, annotations > 0, instances, args.size)
             box = _box(region)
             annotations[box] = np.where(annotations[box] > 0, annotations[box], full[box])
             model = train(image, annotations, model, args.steps, seed, args.learning_rate)
-            score, unsure, _, _ = evaluate(model, image, instances)
+            score, result, *_ = evaluate(model, image, instances)
             curve.append(score)
         curves[strategy] = curve
         print(f"  seed {seed} {strategy}: " + " ".join(f"{v:.3f}" for v in curve), flush=True)
-    return curves, [pixel_auc, obj_auc]
+    return curves, aucs
 
 
 def main() -> None:
@@ -194,7 +203,8 @@ def main() -> None:
         aucs = np.nanmean([r[1] for r in results], axis=0)
         print(
             f"\n{name}: uncertainty AUC, pixel class wrong {aucs[0]:.3f}, "
-            f"object wrong {aucs[1]:.3f} (after round 0, mean of {args.seeds} seeds)\n"
+            f"object wrong: its doubt {aucs[1]:.3f}, its mean uncertainty {aucs[2]:.3f} "
+            f"(after round 0, mean of {args.seeds} seeds)\n"
         )
         header = ["strategy", *(f"round {i}" for i in range(args.rounds + 1))]
         rows = []

@@ -1,12 +1,14 @@
-"""Where to annotate next: regions ranked by unsure, unannotated area, on every slice."""
+"""Where to annotate next: regions ranked by doubtful, unannotated area, on every slice."""
 
 import time
 
 import numpy as np
 import pytest
+from scipy import ndimage
 
 from napari_unet.engine.errors import UNetError
 from napari_unet.engine.regions import Region, rank_regions
+from tests.engine.test_doubt import discs
 
 
 def test_the_most_unsure_unannotated_region_comes_first():
@@ -51,6 +53,31 @@ def test_a_30_slice_stack_is_ranked_in_under_a_second():
     assert time.perf_counter() - start < 1.0
 
 
+def test_with_objects_a_merge_outranks_a_crowd_of_sure_objects_with_unsure_edges():
+    left = [(y, x) for y in range(16, 120, 24) for x in range(16, 120, 24)]
+    objects = discs((128, 384), left)  # 25 nuclei, found right
+    peanut = discs((128, 384), [(64, 250), (64, 266)]) > 0  # two nuclei found as one
+    objects[peanut] = objects.max() + 1
+    unsure = np.zeros(objects.shape, np.float32)
+    edges = (objects > 0) & ~ndimage.binary_erosion(objects > 0, iterations=2)
+    unsure[edges] = 0.9  # unsure outlines everywhere
+    unsure[objects > 0] = np.maximum(unsure[objects > 0], 0.05)
+    open_ = np.zeros(objects.shape, bool)
+    by_pixels = rank_regions(unsure, open_, size=128, count=1)[0]
+    by_objects = rank_regions(unsure, open_, size=128, count=1, instances=objects)[0]
+    assert by_pixels.x < 100  # the crowd of unsure edges wins by pixels
+    assert by_objects.x <= 250 - 9 and by_objects.x + 128 >= 266 + 9  # the merge, by objects
+
+
+def test_a_30_slice_stack_with_its_objects_is_ranked_in_under_a_second():
+    centres = [(y, x) for y in range(12, 500, 26) for x in range(12, 500, 26)]
+    objects = np.stack([discs((512, 512), centres)] * 30)
+    unsure = np.random.default_rng(1).random(objects.shape, dtype=np.float32)
+    start = time.perf_counter()
+    rank_regions(unsure, np.zeros(unsure.shape, bool), size=256, count=10, instances=objects)
+    assert time.perf_counter() - start < 1.0
+
+
 @pytest.mark.parametrize(
     ("shape", "annotated", "options", "match"),
     [
@@ -58,6 +85,7 @@ def test_a_30_slice_stack_is_ranked_in_under_a_second():
         ((64,), (64,), {}, "must be one"),
         ((64, 64), (64, 64), {"count": 0}, "number of regions"),
         ((64, 64), (64, 64), {"size": 8}, "region size"),
+        ((64, 64), (64, 64), {"instances": np.zeros((64, 32))}, "of one prediction"),
     ],
 )
 def test_bad_input_is_one_line(shape, annotated, options, match):

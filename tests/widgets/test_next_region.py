@@ -4,6 +4,7 @@ regions are skipped."""
 
 import numpy as np
 import pytest
+from scipy import ndimage
 
 pytest.importorskip("napari")
 
@@ -29,7 +30,7 @@ def test_the_view_moves_to_the_best_region_and_the_brush_is_ready(stack_viewer):
     viewer, image, annotations = stack_viewer
     unsure = np.zeros((4, 300, 400), np.float32)
     unsure[2, 150:200, 250:330] = 1
-    regions = ranking(unsure, annotated_mask(annotations, unsure.shape), size=64)
+    regions = ranking(unsure, annotated_mask(annotations, unsure.shape), 64, None)
     guide = NextRegion(viewer)
     guide.reset(image, regions)
     region = guide.next(annotated_mask(annotations, unsure.shape))
@@ -42,6 +43,21 @@ def test_the_view_moves_to_the_best_region_and_the_brush_is_ready(stack_viewer):
     np.testing.assert_allclose(centre, expected, atol=2)
     assert viewer.camera.zoom > 2  # zoomed on 64 pixels, not the whole 300x400 slice
     assert viewer.layers.selection.active is annotations and annotations.mode == "paint"
+
+
+def test_with_objects_predicted_the_ranking_goes_to_the_doubtful_object(stack_viewer):
+    _, _, annotations = stack_viewer
+    objects = np.zeros((4, 300, 400), np.int32)
+    for i, x in enumerate(range(20, 380, 30), start=1):
+        objects[1, 100:120, x : x + 20] = i  # twelve alike squares, sure inside
+    objects[3, 200:260, 40:100] = 13  # one nine times their size
+    unsure = np.where(objects > 0, 0.1, 0).astype(np.float32)
+    near = ndimage.maximum_filter(objects[1], size=5) != ndimage.minimum_filter(objects[1], size=5)
+    unsure[1][near] = 0.9  # unsure outlines on slice 1
+    annotated = annotated_mask(annotations, unsure.shape)
+    assert ranking(unsure, annotated, 64, None)[0].z == 1
+    best = ranking(unsure, annotated, 64, objects)[0]
+    assert best.z == 3 and 40 - 64 < best.x < 100 and 200 - 64 < best.y < 260
 
 
 def test_shown_and_annotated_regions_are_skipped_and_one_outline_is_kept(stack_viewer):

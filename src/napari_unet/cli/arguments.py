@@ -179,7 +179,8 @@ def _predict_parser(subparsers) -> None:
         "--suggest",
         type=reader(REGION_COUNT),
         metavar="N",
-        help="print the N regions where annotating next helps most: slice y x size score",
+        help="print the N regions where annotating next helps most (ranked by the doubt of "
+        "the objects of --instances-class): slice y x size score",
     )
     predict.add_argument(
         "--region-size",

@@ -141,7 +141,7 @@ def _predict_image(args, segmenter, image, channel_axis: int | None) -> int:
         image,
         channel_axis=channel_axis,
         probabilities=args.probabilities is not None,
-        instances_of=args.instances_class if args.instances else None,
+        instances_of=args.instances_class if args.instances or args.suggest else None,
         uncertainty=args.uncertainty is not None or args.suggest is not None,
         objects=ObjectSettings(split=args.split, min_size=args.min_size),
         tile_size=args.tile_size,
@@ -179,7 +179,7 @@ def _predict_image(args, segmenter, image, channel_axis: int | None) -> int:
     for path, _, _ in outputs:
         print(f"wrote {path}")
     if args.suggest:
-        _print_regions(result.uncertainty, annotated, args.region_size, args.suggest)
+        _print_regions(result, annotated, args.region_size, args.suggest)
     print(f"done in {time.perf_counter() - started:.1f} s")
     return 0
 
@@ -208,17 +208,19 @@ def _annotated(path: Path | None, shape: tuple[int, ...]) -> np.ndarray:
     return (annotations > 0).reshape(shape)
 
 
-def _print_regions(uncertainty, annotated, size: int, count: int) -> None:
-    """The ranking of where to annotate next, one region per line."""
+def _print_regions(result, annotated, size: int, count: int) -> None:
+    """The ranking of where to annotate next (by the doubt of the objects found), one region
+    per line."""
     from ..engine.regions import rank_regions
 
-    unsure = np.asarray(uncertainty).reshape(annotated.shape)
-    regions = rank_regions(unsure, annotated, size=size, count=count)
+    unsure = np.asarray(result.uncertainty).reshape(annotated.shape)
+    instances = np.asarray(result.instances).reshape(annotated.shape)
+    regions = rank_regions(unsure, annotated, size=size, count=count, instances=instances)
     print("# slice y x size score (where annotating next helps most, best first)")
     for r in regions:
         print(f"{r.z} {r.y} {r.x} {r.size} {r.score:.4f}")
     if len(regions) < count:
-        print(f"# only {len(regions)} region(s) hold unsure, unannotated pixels")
+        print(f"# only {len(regions)} region(s) hold doubtful, unannotated pixels")
 
 
 def _predict_volume(args) -> int:

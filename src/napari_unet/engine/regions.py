@@ -1,7 +1,9 @@
-"""Where to annotate next: square regions of every slice, ranked by how much unsure and not yet
-annotated area they hold.
+"""Where to annotate next: square regions of every slice, ranked by how much doubtful and not
+yet annotated area they hold.
 
-A region's score is the mean, over its pixels, of the uncertainty where nothing is annotated
+Doubt is the pixel uncertainty or, where the objects found are given, the doubt map of
+:mod:`.doubt` (each object's doubt on its pixels: wrong objects rank first, not every unsure
+edge). A region's score is the mean, over its pixels, of the doubt where nothing is annotated
 (annotated pixels count 0), so a region the user already annotated falls to the bottom, and a
 region full of confident background too. Candidates start every half region on every slice;
 the best ones that do not overlap each other are kept.
@@ -12,6 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .checks import Bound
+from .doubt import doubt_map
 from .errors import UNetError
 
 REGION_SIZE = Bound("region size (pixels)", int, 16, 4096)
@@ -40,17 +43,30 @@ class Region:
 
 
 def rank_regions(
-    uncertainty: np.ndarray, annotated: np.ndarray, size: int = DEFAULT_REGION, count: int = 10
+    uncertainty: np.ndarray,
+    annotated: np.ndarray,
+    size: int = DEFAULT_REGION,
+    count: int = 10,
+    instances: np.ndarray | None = None,
 ) -> list[Region]:
     """The ``count`` best regions of a (Y, X) or (Z, Y, X) ``uncertainty`` where ``annotated``
-    (same shape) is false, best first; regions with nothing unsure left are never returned."""
+    (same shape) is false, best first, judged by the doubt of the objects ``instances`` (same
+    shape) where given; regions with nothing doubtful left are never returned."""
     size, count = REGION_SIZE.check(size), COUNT.check(count)
     if np.shape(uncertainty) != np.shape(annotated) or np.ndim(uncertainty) not in (2, 3):
         raise UNetError(
             f"the uncertainty {np.shape(uncertainty)} and the annotations "
             f"{np.shape(annotated)} must be one (Y, X) image or (Z, Y, X) stack"
         )
-    open_unsure = np.where(annotated, 0, np.nan_to_num(np.asarray(uncertainty, np.float32)))
+    if instances is not None and np.shape(instances) != np.shape(uncertainty):
+        raise UNetError(
+            f"the objects {np.shape(instances)} and the uncertainty {np.shape(uncertainty)} "
+            "must be of one prediction"
+        )
+    doubt = np.nan_to_num(np.asarray(uncertainty, np.float32))
+    if instances is not None:
+        doubt = doubt_map(instances, doubt)
+    open_unsure = np.where(annotated, 0, doubt)
     candidates = _candidates(open_unsure.reshape(-1, *open_unsure.shape[-2:]), size)
     candidates.sort(key=lambda region: -region.score)
     chosen: list[Region] = []

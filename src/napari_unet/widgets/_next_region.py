@@ -1,7 +1,8 @@
 """Next region: after a prediction, take the user to where annotating helps most.
 
-The regions of the predicted image are ranked by unsure, unannotated area (engine.regions)
-in a worker; each click shows the best region not shown since that prediction: the view moves
+The regions of the predicted image are ranked by doubtful, unannotated area (engine.regions:
+the doubt of the objects found when objects are predicted, else the pixel uncertainty) in a
+worker; each click shows the best region not shown since that prediction: the view moves
 to its slice and zooms on it, an outline marks it, and the annotations layer is selected with
 the brush, so the next stroke lands there. A new prediction starts a new ranking.
 """
@@ -30,9 +31,11 @@ def stack_shape(image: Image) -> tuple[int, ...]:
     return shape if len(shape) == 3 else (1, *shape)
 
 
-def ranking(uncertainty: np.ndarray, annotated: np.ndarray, size: int) -> list[Region]:
-    """The best regions of a (Z, Y, X) uncertainty (run in a worker)."""
-    return rank_regions(uncertainty, annotated, size=size, count=CANDIDATES)
+def ranking(
+    uncertainty: np.ndarray, annotated: np.ndarray, size: int, instances: np.ndarray | None
+) -> list[Region]:
+    """The best regions of a (Z, Y, X) uncertainty and its objects (run in a worker)."""
+    return rank_regions(uncertainty, annotated, size=size, count=CANDIDATES, instances=instances)
 
 
 class NextRegion:

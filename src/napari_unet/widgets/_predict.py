@@ -128,8 +128,9 @@ class PredictSection(QGroupBox):
         self.copy_button.clicked.connect(self.copy_to_annotations)
         self.next_button = QPushButton("Next region")
         self.next_button.setToolTip(
-            "Go to where annotating helps most: the region with the most unsure, unannotated "
-            "pixels of the last prediction (again for the next one)"
+            "Go to where annotating helps most: the unannotated region of the last prediction "
+            "with the most doubtful objects (likely merged, split, missed or spurious; with "
+            "Objects off, the most unsure pixels), again for the next one"
         )
         self.next_button.clicked.connect(self.next_region)
         self.guide = NextRegion(session.viewer)
@@ -444,7 +445,7 @@ class PredictSection(QGroupBox):
             self._copy_slice(result)
         where = "" if self._slice is None else f", slice {self._slice}"
         self.status.setText(f"Predicted {image}{where}.{rescaled(result)}")
-        self._rank(result.uncertainty)
+        self._rank(result.uncertainty, result.instances)
         if result.instances is not None:
             for layer in self.outputs.get("instances", []):
                 if layer is not None:
@@ -481,11 +482,13 @@ class PredictSection(QGroupBox):
                 layer.data[self._slice] = array
                 layer.refresh()
 
-    def _rank(self, uncertainty) -> None:
+    def _rank(self, uncertainty, instances) -> None:
         """Rank the regions of the prediction just made for Next region, in a worker."""
         image, first = self._image, self._slice or 0
         unsure = np.asarray(uncertainty)
         unsure = unsure.reshape(-1, *unsure.shape[-2:])
+        if instances is not None:
+            instances = np.asarray(instances).reshape(unsure.shape)
         whole = annotated_mask(self.annotate.annotations(), stack_shape(image))
         annotated = whole[first : first + len(unsure)]
         self.guide.reset(image, [])
@@ -495,6 +498,7 @@ class PredictSection(QGroupBox):
             unsure,
             annotated,
             DEFAULT_REGION,
+            instances,
             returned=self._ranked,
             errored=functools.partial(_jobs.notify_error, "Next region"),
         )
@@ -518,7 +522,7 @@ class PredictSection(QGroupBox):
         region = self.guide.next(annotated_mask(annotations, stack_shape(image)))
         if region is None:
             show_info(
-                "No unsure, unannotated region is left in this prediction: train again and "
+                "No doubtful, unannotated region is left in this prediction: train again and "
                 "predict to rank the regions anew."
             )
             return
