@@ -167,7 +167,7 @@ def simulate(image, instances, seed, args, builtin) -> tuple[dict, list]:
     f1, result0, *aucs = evaluate(first, image, instances)
     full = from_instances(instances)
     curves = {}
-    for strategy in STRATEGIES:
+    for strategy in args.strategies:
         rng = np.random.default_rng(seed)
         annotations, model, result, curve = start.copy(), first, result0, [f1]
         for _ in range(args.rounds):
@@ -192,6 +192,13 @@ def main() -> None:
     parser.add_argument("--learning-rate", type=float, default=TrainSettings.learning_rate)
     parser.add_argument("--images", type=int, default=2, help="1: the DSB sample only")
     parser.add_argument("--threads", type=int, default=PLUGIN_THREADS)
+    parser.add_argument(
+        "--strategies",
+        nargs="+",
+        choices=STRATEGIES,
+        default=list(STRATEGIES),
+        help="run these only (the others are seeded alike: their curves do not change)",
+    )
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     print(machine())
@@ -208,7 +215,7 @@ def main() -> None:
         )
         header = ["strategy", *(f"round {i}" for i in range(args.rounds + 1))]
         rows = []
-        for strategy in STRATEGIES:
+        for strategy in args.strategies:
             mean = np.mean([r[0][strategy] for r in results], axis=0)
             rows.append([strategy, *(f"{v:.3f}" for v in mean)])
         print(table(header, rows))
