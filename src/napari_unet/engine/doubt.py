@@ -32,7 +32,7 @@ def doubt_map(instances: np.ndarray, uncertainty: np.ndarray) -> np.ndarray:
     beyond the median object's on its pixels, the pixel ``uncertainty`` away from objects.
     Objects are taken slice by slice (ids of a volume's objects span slices; their
     cross-sections are judged)."""
-    uncertainty = np.nan_to_num(np.asarray(uncertainty, np.float32))
+    uncertainty = np.asarray(uncertainty, np.float32)
     instances = np.asarray(instances)
     flat_objects = instances.reshape(-1, *instances.shape[-2:])
     flat_unsure = uncertainty.reshape(flat_objects.shape)
