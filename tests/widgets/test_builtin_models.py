@@ -112,3 +112,28 @@ def test_fine_tuning_the_builtin_model_on_a_zoomed_image_says_at_what_scale(
     assert 0.4 <= tuned.history[-1]["scale"] <= 0.65, messages(notes)
     status = widget.train.status.text()
     assert re.search(r" · at ×0\.[456]\d$", status), status
+
+
+def test_predict_first_then_next_region_and_copy_use_an_annotation_layer_of_their_own(
+    objects_dock, qtbot, notes
+):
+    viewer, widget = objects_dock
+    widget.model.recent.setCurrentIndex(0)
+    widget.model.open_recent()
+    predict(qtbot, widget)
+    classes = widget.predict.last_classes()
+    assert classes is not None and widget.annotate.annotations() is None  # not the prediction
+    qtbot.waitUntil(lambda: widget.predict.next_button.isEnabled(), timeout=30_000)
+
+    widget.predict.next_region()
+    annotations = widget.annotate.annotations()
+    assert annotations is not None and annotations is not classes
+    assert not annotations.data.any() and annotations.mode == "paint"
+    assert viewer.layers.selection.active is annotations
+    assert widget.predict.status.text().startswith("Next region:")
+    assert widget.predict.copy_to_annotations() > 0
+    assert (np.asarray(classes.data) > 0).all()  # the prediction itself is unchanged
+
+    widget.annotate.annotations_combo.choose(classes)
+    assert widget.predict.copy_to_annotations() == 0
+    assert "is the prediction itself" in messages(notes)

@@ -34,3 +34,18 @@ def test_the_combo_lists_accepted_layers_of_its_type_and_keeps_the_choice(
     assert combo.layers() == [small] and combo.layer() is small and chosen
     viewer.layers.remove(small)
     assert combo.layers() == [] and combo.layer() is None
+
+
+def test_a_layer_that_is_not_preferred_is_listed_but_never_chosen_for_the_user(
+    make_napari_viewer, qtbot
+):
+    viewer = make_napari_viewer()
+    combo = LayerCombo(viewer, Image, prefer=lambda layer: layer.name != "result")
+    qtbot.addWidget(combo)
+    result = viewer.add_image(np.zeros((8, 8)), name="result")
+    assert combo.layers() == [result] and combo.layer() is None
+    mine = viewer.add_image(np.zeros((8, 8)), name="mine")
+    assert combo.layer() is mine
+    assert combo.choose(result) and combo.layer() is result  # the user may still choose it
+    viewer.layers.remove(result)
+    assert combo.layer() is mine

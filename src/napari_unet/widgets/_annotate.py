@@ -76,9 +76,18 @@ class AnnotateSection(QGroupBox):
         self.session = session
         viewer = session.viewer
         self.image_combo = LayerCombo(viewer, Image, accept=is_image_to_segment)
-        self.annotations_combo = LayerCombo(viewer, Labels, accept=self._fits)
+        self.annotations_combo = LayerCombo(
+            viewer,
+            Labels,
+            accept=self._fits,
+            prefer=lambda layer: not layer.metadata.get(OUTPUT_KEY),
+        )
         self.image_combo.currentIndexChanged.connect(self.annotations_combo.refresh)
-        self.annotations_combo.setToolTip("Labels layers of the image's shape")
+        self.annotations_combo.setPlaceholderText("none: click New")
+        self.annotations_combo.setToolTip(
+            "Labels layers of the image's shape. A prediction is listed but never chosen for "
+            "you: training on it teaches the model its own answers"
+        )
         self.new_button = QPushButton("New")
         self.new_button.setToolTip("Create an empty annotation layer over the image")
         self.new_button.clicked.connect(self.new_annotations)

@@ -8,11 +8,15 @@ from ._session import unwrap
 
 class LayerCombo(QComboBox):
     """Layers of type ``kind`` that ``accept(layer)`` (all by default); :meth:`layer` is the
-    chosen one (or None). Call :meth:`refresh` when what ``accept`` says may have changed."""
+    chosen one (or None). When the choice goes, the first layer that ``prefer(layer)`` is
+    chosen (any by default), or none. Call :meth:`refresh` when what ``accept`` says may have
+    changed."""
 
-    def __init__(self, viewer, kind, accept=None, parent=None):
+    def __init__(self, viewer, kind, accept=None, prefer=None, parent=None):
         super().__init__(parent)
-        self.viewer, self.kind, self.accept = viewer, kind, accept or (lambda layer: True)
+        self.viewer, self.kind = viewer, kind
+        self.accept = accept or (lambda layer: True)
+        self.prefer = prefer or (lambda layer: True)
         self.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
         self.setMinimumContentsLength(12)
         viewer.layers.events.inserted.connect(self._inserted)
@@ -51,7 +55,9 @@ class LayerCombo(QComboBox):
             self.addItem(layer.name, layer)
             self.setItemData(self.count() - 1, layer.name, Qt.ItemDataRole.ToolTipRole)
         index = self._index(chosen)
-        self.setCurrentIndex(index if index >= 0 else 0 if layers else -1)
+        if index < 0:
+            index = next((i for i, layer in enumerate(layers) if self.prefer(layer)), -1)
+        self.setCurrentIndex(index)
         self.blockSignals(False)
         if chosen is not self.currentData():
             self.currentIndexChanged.emit(self.currentIndex())

@@ -526,6 +526,8 @@ class PredictSection(QGroupBox):
                 "predict to rank the regions anew."
             )
             return
+        if annotations is None and self.annotate.image() is image:
+            annotations = self.annotate.new_annotations()
         self.guide.show(region, annotations)
         where = f"slice {region.z}, " if len(spatial_shape(image)) == 3 else ""
         self.status.setText(
@@ -568,6 +570,12 @@ class PredictSection(QGroupBox):
             return 0
         if target is None:
             show_error("Choose or create an annotation layer under Annotate first.")
+            return 0
+        if target is source:
+            show_error(
+                f"'{target.name}' is the prediction itself: create an annotation layer with "
+                "New under Annotate, then copy into it."
+            )
             return 0
         if source.data.shape != target.data.shape:
             show_error(
