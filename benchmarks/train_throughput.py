@@ -34,7 +34,13 @@ from torch.utils.flop_counter import FlopCounterMode
 from napari_unet.engine.device import autocast, prepare
 from napari_unet.engine.losses import IGNORE, weighted_cross_entropy
 from napari_unet.engine.model import UNet, UNetConfig
-from napari_unet.engine.train import CPU_ARCHITECTURE, CPU_SIZE, Trainer, TrainSettings
+from napari_unet.engine.train import (
+    CPU_ARCHITECTURE,
+    CPU_SIZE,
+    NEW_MODEL_RATE,
+    Trainer,
+    TrainSettings,
+)
 from napari_unet.samples import nuclei, nuclei_annotations
 
 CPU = torch.device("cpu")
@@ -87,7 +93,7 @@ def engine_step(
     net = prepare(UNet(UNetConfig(depth=depth, width=width)), CPU).train()
     optimizer = torch.optim.AdamW(
         net.parameters(),
-        lr=DEFAULTS.learning_rate,
+        lr=NEW_MODEL_RATE,
         weight_decay=DEFAULTS.weight_decay,
         fused=fused or None,
     )
@@ -109,7 +115,7 @@ def reference_step(width: int, depth: int, batch: int, patch: int, bf16: bool = 
     torch.manual_seed(0)
     net = ReferenceUNet(depth, width).train()
     optimizer = torch.optim.AdamW(
-        net.parameters(), lr=DEFAULTS.learning_rate, weight_decay=DEFAULTS.weight_decay
+        net.parameters(), lr=NEW_MODEL_RATE, weight_decay=DEFAULTS.weight_decay
     )
     images, targets, weights = batch_of(batch, patch, channels_last=False)
 

@@ -44,7 +44,7 @@ from napari_unet.engine.objects import ObjectSettings
 from napari_unet.engine.predict import measure_scale, predict
 from napari_unet.engine.progress import drain
 from napari_unet.engine.scores import object_f1
-from napari_unet.engine.train import Trainer, TrainSettings
+from napari_unet.engine.train import NEW_MODEL_RATE, Trainer, TrainSettings
 from napari_unet.storage.loading import load_model
 from napari_unet.storage.model_files import save_model
 
@@ -305,6 +305,7 @@ def main(argv=None) -> None:
         width=None if args.start else args.width,
         seed=args.seed,
         validation_fraction=0.0,
+        learning_rate=NEW_MODEL_RATE,  # a round on from --start goes on pretraining
         keep_start=0.0,  # the tiles are annotated throughout: learn the truth, not the start
         rescale=False,  # the corpus spans its sizes on purpose
         device="cpu",

@@ -28,6 +28,8 @@ from helpers import one_error_line
         ("--width", "-3"),
         ("--sigma", "nan"),
         ("--sigma", "0"),
+        ("--learning-rate", "0"),
+        ("--learning-rate", "2"),
         ("--w0", "-1"),
         ("--w0", "inf"),
         ("--seed", "-1"),

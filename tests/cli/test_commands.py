@@ -17,6 +17,7 @@ import pytest
 import tifffile
 
 from napari_unet.cli import main
+from napari_unet.engine.train import FINE_TUNING_RATE
 from napari_unet.samples import nuclei_instances
 from napari_unet.storage.loading import load_model
 from napari_unet.storage.model_files import save_model
@@ -100,7 +101,11 @@ def test_corrections_of_one_class_fine_tune_unless_the_start_is_not_kept(files, 
     args = ["train", str(files / "image.tif"), str(files / "corrections.tif"), "--steps", "2"]
     args += ["--from", str(model)]
     assert main([*args, "-o", str(files / "tuned.safetensors")]) == 0
-    assert load_model(files / "tuned.safetensors").history[-1]["settings"]["keep_start"] == 0.5
+    tuned = load_model(files / "tuned.safetensors").history[-1]
+    assert tuned["settings"]["keep_start"] == 0.5 and tuned["learning_rate"] == FINE_TUNING_RATE
+    slow = ["-o", str(files / "slow.safetensors"), "--learning-rate", "1e-4"]
+    assert main([*args, *slow]) == 0
+    assert load_model(files / "slow.safetensors").history[-1]["learning_rate"] == 1e-4
     capsys.readouterr()
     assert main([*args, "-o", str(files / "alone.safetensors"), "--keep-start", "0"]) == 2
     one_error_line(capsys, "only id 1 is annotated")

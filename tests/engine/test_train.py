@@ -10,7 +10,13 @@ from napari_unet.engine.errors import UNetError
 from napari_unet.engine.model import UNet, UNetConfig
 from napari_unet.engine.object_size import factor_for
 from napari_unet.engine.predict import predict
-from napari_unet.engine.train import Trainer, TrainProgress, TrainSettings
+from napari_unet.engine.train import (
+    FINE_TUNING_RATE,
+    NEW_MODEL_RATE,
+    Trainer,
+    TrainProgress,
+    TrainSettings,
+)
 from napari_unet.samples import nuclei_instances
 
 from helpers import TINY, dice, run_to_end, train, with_nan_weight
@@ -81,6 +87,20 @@ def test_fine_tuning_keeps_classes_and_leaves_the_start_model_unchanged(
     assert all(torch.equal(before[k], after[k]) for k in before)
     changed = tuned.net.state_dict()
     assert any(not torch.equal(before[k], changed[k]) for k in before)
+
+
+def test_fine_tuning_takes_a_lower_rate_than_a_new_model_unless_one_is_given(
+    image, annotations, trained
+):
+    assert FINE_TUNING_RATE < NEW_MODEL_RATE
+    assert trained.history[-1]["learning_rate"] == NEW_MODEL_RATE
+    settings = TrainSettings(steps=1, **TINY)
+    tuned = train(image, annotations, settings=settings, segmenter=trained)
+    assert tuned.history[-1]["learning_rate"] == FINE_TUNING_RATE
+    given = dataclasses.replace(settings, learning_rate=5e-4)
+    assert train(image, annotations, settings=given, segmenter=trained).history[-1][
+        "learning_rate"
+    ] == pytest.approx(5e-4)
 
 
 def test_training_is_reproducible_with_a_seed(image, annotations):

@@ -17,7 +17,7 @@ from ..engine.predict import BATCH_SIZE, INSTANCES_CLASS, TILE_SIZE
 from ..engine.regions import COUNT as REGION_COUNT
 from ..engine.regions import DEFAULT_REGION, REGION_SIZE
 from ..engine.resizing import SCALE
-from ..engine.train import TrainSettings
+from ..engine.train import FINE_TUNING_RATE, NEW_MODEL_RATE, TrainSettings
 from ..engine.volume_objects import Z_SPACING
 from ..storage.volumes import CHUNK, DEFAULT_CHUNK, WORKERS
 from . import commands
@@ -126,6 +126,11 @@ def _train_parser(subparsers) -> None:
     )
     _train_setting(train, "depth", "U-Net depth of a new model")
     _train_setting(train, "width", "base width of a new model")
+    _train_setting(
+        train,
+        "learning_rate",
+        f"default {NEW_MODEL_RATE:g} for a new model, {FINE_TUNING_RATE:g} with --from",
+    )
     _train_setting(train, "w0", "border weight; 0 turns it off", defaults.w0)
     _train_setting(train, "sigma", "border weight width (px)", defaults.sigma)
     _train_setting(train, "seed", f"random seed (default {defaults.seed})", defaults.seed)

@@ -55,6 +55,7 @@ def train(args) -> int:
         patch_size=args.patch_size,
         depth=args.depth,
         width=args.width,
+        learning_rate=args.learning_rate,
         w0=args.w0,
         sigma=args.sigma,
         device=args.device,

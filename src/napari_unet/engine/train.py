@@ -46,6 +46,10 @@ CPU_SIZE = {"batch_size": 4, "patch_size": 128}
 """Chosen by time to quality on 2 cores: the same pixels per step as one 256² patch, but four
 places of the annotations per step learn scribbles and touching objects faster
 (benchmarks/README.md, sections 1 and 3)."""
+NEW_MODEL_RATE = 2e-3
+FINE_TUNING_RATE = 1e-3
+"""Half a new model's: at the full rate a round of corrections un-learns what the model knew
+elsewhere, and later rounds fall below earlier ones (benchmarks/README.md, section 9)."""
 GPU_PATCH = 256
 GPU_MAX_BATCH = 32
 KEEP = ("average", "last", "best")
@@ -66,6 +70,9 @@ class TrainSettings:
     confident answers where nothing is annotated (:mod:`.start_answers`), against 1 for the
     annotations; 0 trains on the annotations alone.
 
+    ``learning_rate``: None takes NEW_MODEL_RATE for a new model and FINE_TUNING_RATE to
+    fine-tune one.
+
     ``rescale`` (fine-tuning a model that has an object diameter): train on the annotated
     slices rescaled as prediction rescales them (:mod:`.object_size`), so that the model learns
     the objects at the size it will see them.
@@ -79,7 +86,9 @@ class TrainSettings:
     patch_size: int | None = bound(
         None, Bound("patch size", int, 32, 4096, multiple=16, optional=True)
     )
-    learning_rate: float = bound(2e-3, Bound("learning rate", float, 0, 1, above=True))
+    learning_rate: float | None = bound(
+        None, Bound("learning rate", float, 0, 1, above=True, optional=True)
+    )
     weight_decay: float = bound(1e-4, Bound("weight decay", float, 0, 1))
     w0: float = bound(10.0, Bound("border weight w0", float, 0, 1000))
     sigma: float = bound(5.0, Bound("border width sigma (pixels)", float, 0, 1000, above=True))
@@ -234,6 +243,9 @@ class Trainer:
                 windows[1].to(device),
             )
         average = WeightAverage(net) if s.keep == "average" else None
+        rate = s.learning_rate
+        if rate is None:
+            rate = NEW_MODEL_RATE if base is None else FINE_TUNING_RATE
         report_every = s.report_every
         if report_every is None:
             report_every = 0.0 if device.type == "cpu" else GPU_REPORT_EVERY
@@ -241,9 +253,7 @@ class Trainer:
         return _Round(
             segmenter=segmenter,
             net=net,
-            optimizer=torch.optim.AdamW(
-                net.parameters(), lr=s.learning_rate, weight_decay=s.weight_decay
-            ),
+            optimizer=torch.optim.AdamW(net.parameters(), lr=rate, weight_decay=s.weight_decay),
             scaler=torch.amp.GradScaler(enabled=needs_grad_scaler(device)),
             generator=generator,
             sampler=data.sampler(device, generator, s.augment),
@@ -359,6 +369,7 @@ class Trainer:
                 "batch_size": state.batch,
                 "patch_size": self.patch_size,
                 "keep": s.keep,
+                "learning_rate": state.optimizer.param_groups[0]["lr"],
                 "scale": state.scale,
                 "measured_diameter": state.measured,
                 "settings": asdict(s),
