@@ -14,7 +14,7 @@ AUC for "object wrong" (not matched at IoU 0.5) of each object's doubt and of it
 uncertainty.
 
 Usage: .venv/bin/python benchmarks/next_region.py [--seeds 3] [--first-seed 0] [--steps 40]
-       [--rounds 5]
+       [--rounds 5] [--learning-rate 2e-3] [--keep-start 0.5] [--images dsb transposed]
 """
 
 import argparse
@@ -103,8 +103,14 @@ def _box(region: Region) -> tuple[slice, slice]:
     )
 
 
-def train(image, annotations, start, steps: int, seed: int, learning_rate: float):
-    settings = TrainSettings(steps=steps, seed=seed, device="cpu", learning_rate=learning_rate)
+def train(image, annotations, start, steps: int, seed: int, args):
+    settings = TrainSettings(
+        steps=steps,
+        seed=seed,
+        device="cpu",
+        learning_rate=args.learning_rate,
+        keep_start=args.keep_start,
+    )
     return drain(Trainer(image, annotations, settings=settings, segmenter=start).run())
 
 
@@ -163,7 +169,7 @@ def _ranks(values: np.ndarray) -> np.ndarray:
 def simulate(image, instances, seed, args, builtin) -> tuple[dict, list]:
     """F1 after each round for every strategy (round 0 shared), and the round-0 AUCs."""
     start = starting_annotation(instances, seed)
-    first = train(image, start, builtin, args.steps, seed, args.learning_rate)
+    first = train(image, start, builtin, args.steps, seed, args)
     f1, result0, *aucs = evaluate(first, image, instances)
     full = from_instances(instances)
     curves = {}
@@ -174,7 +180,7 @@ def simulate(image, instances, seed, args, builtin) -> tuple[dict, list]:
             region = choose(strategy, rng, result, annotations > 0, instances, args.size)
             box = _box(region)
             annotations[box] = np.where(annotations[box] > 0, annotations[box], full[box])
-            model = train(image, annotations, model, args.steps, seed, args.learning_rate)
+            model = train(image, annotations, model, args.steps, seed, args)
             score, result, *_ = evaluate(model, image, instances)
             curve.append(score)
         curves[strategy] = curve
@@ -189,8 +195,11 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=40)
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--size", type=int, default=64, help="region side (pixels)")
-    parser.add_argument("--learning-rate", type=float, default=TrainSettings.learning_rate)
-    parser.add_argument("--images", type=int, default=2, help="1: the DSB sample only")
+    parser.add_argument("--learning-rate", type=float, help="default: the fine-tuning rate")
+    parser.add_argument("--keep-start", type=float, default=TrainSettings.keep_start)
+    parser.add_argument(
+        "--images", nargs="+", choices=("dsb", "transposed"), default=["dsb", "transposed"]
+    )
     parser.add_argument("--threads", type=int, default=PLUGIN_THREADS)
     parser.add_argument(
         "--strategies",
@@ -205,7 +214,11 @@ def main() -> None:
     builtin = load_model("nuclei")
     started = time.perf_counter()
     seeds = range(args.first_seed, args.first_seed + args.seeds)
-    for name, (image, instances) in list(images().items())[: args.images]:
+    for key, (name, (image, instances)) in zip(
+        ("dsb", "transposed"), images().items(), strict=True
+    ):
+        if key not in args.images:
+            continue
         results = [simulate(image, instances, seed, args, builtin) for seed in seeds]
         aucs = np.nanmean([r[1] for r in results], axis=0)
         print(

@@ -14,10 +14,11 @@ strip of the sample rescaled x2 (rows 0-255 annotated, 320-1023 scored), fine-tu
 without rescaling. Every U-Net prediction is made as the plugin makes it (``--scale auto``).
 Each U-Net round trains for a time budget on the CPU with one thread fewer than the cores, as
 the plugin. Fine-tuning runs with the default ``keep_start`` (the start model's sure answers
-kept where nothing is annotated) and without it (0), to show what that rule holds.
+kept where nothing is annotated) and, beside it, with one setting changed (``--reference``; by
+default without that rule, ``keep_start=0``, to show what it holds).
 
 Usage: .venv/bin/python benchmarks/warm_start.py [--budgets 10 30 60]
-       [--variants strip blobs corrections "strip x2"]
+       [--variants strip blobs corrections "strip x2"] [--reference keep_start=0]
 """
 
 import argparse
@@ -98,7 +99,14 @@ def main() -> None:
         "--variants", nargs="*", default=["strip", "blobs", "corrections", "strip x2"]
     )
     parser.add_argument("--threads", type=int, default=PLUGIN_THREADS)
+    parser.add_argument(
+        "--reference",
+        default="keep_start=0",
+        help="FIELD=VALUE: the TrainSettings field the second fine-tuning row changes",
+    )
     args = parser.parse_args()
+    field, value = args.reference.split("=")
+    reference = {field: float(value)}
     torch.set_num_threads(args.threads)
     print(machine())
     image, instances = nuclei(), nuclei_instances()
@@ -109,26 +117,20 @@ def main() -> None:
     double, double_ids = zoomed(image, instances, 2.0)
     annotations["strip x2"] = from_instances(double_ids)
     annotations["strip x2"][2 * ANNOTATED_ROWS :] = 0
-    keep = TrainSettings().keep_start
     for name in args.variants:
         data, ids, scored = image, instances, slice(160, None)
-        methods = [("from the nuclei model", builtin, keep, True)]
+        methods = [("from the nuclei model", builtin, {})]
         if name == "strip x2":
             data, ids, scored = double, double_ids, slice(320, None)
-            methods.append(("  not rescaled", builtin, keep, False))
+            methods.append(("  not rescaled", builtin, {"rescale": False}))
         else:
-            methods.append(("  keep_start 0", builtin, 0.0, True))
+            methods.append((f"  {field} {value}", builtin, reference))
         if name != "corrections":
-            methods.append(("from scratch", None, 0.0, True))
+            methods.append(("from scratch", None, {"keep_start": 0.0}))
         for budget in args.budgets:
-            for method, start, keep_start, rescale in methods:
-                settings = TrainSettings(
-                    steps=None,
-                    time_limit=budget,
-                    device="cpu",
-                    keep_start=keep_start,
-                    rescale=rescale,
-                )
+            for method, start, changed in methods:
+                settings = TrainSettings(steps=None, time_limit=budget, device="cpu", **changed)
+                rescale = settings.rescale
                 trainer = Trainer(data, annotations[name], settings=settings, segmenter=start)
                 segmenter = drain(trainer.run())
                 steps = segmenter.history[-1]["steps"]
