@@ -14,7 +14,7 @@ AUC for "object wrong" (not matched at IoU 0.5) of each object's doubt and of it
 uncertainty.
 
 Usage: .venv/bin/python benchmarks/next_region.py [--seeds 3] [--first-seed 0] [--steps 40]
-       [--rounds 5] [--learning-rate 2e-3] [--keep-start 0.5] [--images dsb transposed]
+       [--rounds 5] [--learning-rate RATE] [--keep-start 0.5] [--images dsb transposed]
 """
 
 import argparse
