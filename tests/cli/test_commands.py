@@ -483,3 +483,25 @@ def test_fine_tuning_the_builtin_model_says_at_what_scale(zoomed, capsys):
     assert main([*args, "-o", str(folder / "as_is.safetensors"), "--no-rescale"]) == 0
     assert "objects measure" not in capsys.readouterr().out
     assert load_model(folder / "as_is.safetensors").history[-1]["scale"] == 1
+
+
+def test_fine_tuning_on_nuclei_painted_as_one_blob_prints_a_note(tmp_path, capsys):
+    from napari_unet.engine.predict import predict
+    from napari_unet.samples import nuclei
+
+    image = nuclei()
+    objects = predict(load_model("nuclei"), image, instances_of=2).instances
+    tifffile.imwrite(tmp_path / "image.tif", image)
+    args = ["train", str(tmp_path / "image.tif"), str(tmp_path / "annotations.tif"), "--from"]
+    args += ["nuclei", "--steps", "1", "--patch-size", "64", "--batch-size", "2"]
+    args += ["--device", "cpu", "--overwrite", "-o", str(tmp_path / "tuned.safetensors")]
+    tifffile.imwrite(tmp_path / "annotations.tif", np.where(objects > 0, 2, 1).astype(np.uint8))
+    assert main(args) == 0
+    note = re.search(
+        r"note: (\d+) painted regions each cover .* \(--objects\)", capsys.readouterr().out
+    )
+    assert note and int(note.group(1)) == load_model(args[-1]).history[-1]["merged_regions"] > 1
+    painted_apart = np.where(objects > 0, objects + 1, 1).astype(np.uint16)  # 1: background
+    tifffile.imwrite(tmp_path / "annotations.tif", painted_apart)
+    assert main([*args, "--objects"]) == 0  # each nucleus its own id: nothing merged
+    assert "note:" not in capsys.readouterr().out

@@ -10,7 +10,14 @@ from skimage.draw import disk
 from napari_unet.engine.errors import UNetError
 from napari_unet.engine.losses import start_divergence
 from napari_unet.engine.predict import predict
-from napari_unet.engine.start_answers import CLEARANCE, EDGE, kept_pixels, start_answers
+from napari_unet.engine.start_answers import (
+    CLEARANCE,
+    EDGE,
+    kept_pixels,
+    merged_note,
+    merged_regions,
+    start_answers,
+)
 from napari_unet.engine.train import TrainSettings
 
 from helpers import TINY, train
@@ -50,7 +57,8 @@ def test_start_answers_are_probabilities_where_kept_and_zero_elsewhere(trained, 
     images = normalised.apply(image[None, ..., None].astype(np.float32))
     labels = np.zeros((1, *image.shape), np.uint8)
     labels[0, :64] = 1
-    answers = start_answers(trained, images, labels, device="cpu")
+    answers, merged = start_answers(trained, images, labels, device="cpu")
+    assert merged == 0  # background painted only
     assert answers.shape == (1, trained.n_classes, *image.shape)
     total = answers.sum(1)[0]
     assert not total[: 64 + CLEARANCE].any()
@@ -58,6 +66,25 @@ def test_start_answers_are_probabilities_where_kept_and_zero_elsewhere(trained, 
     assert kept.mean() > 0.2 and np.allclose(total[kept], 1, atol=1e-4)
     predicted = predict(trained, image, device="cpu").labels
     assert (answers[0].argmax(0)[kept] + 1 == predicted[kept]).mean() > 0.99
+
+
+def test_a_painted_region_over_two_objects_of_the_start_model_counts_as_merged():
+    answer = two_nuclei()
+    answer[disk((50, 68), 12)] = 2  # a third nucleus, touching the left one
+    answer[:, 55] = 1  # the start model's background line between the touching two
+    answer[40:44, 5:9] = 2  # a speck
+    labels = np.zeros(answer.shape, np.uint8)
+    labels[20:80, 0:85] = 2  # one blob over the touching pair (and the speck)
+    assert merged_regions(answer, labels) == 1
+    labels[:, 54:57] = 1  # painted apart: two regions, one nucleus each
+    assert merged_regions(answer, labels) == 0
+    labels[:] = 0
+    labels[45:55, 30:50] = 2  # a small part of one nucleus, a part of the other
+    labels[45:55, 60:75] = 2
+    assert merged_regions(answer, labels) == 0  # neither nucleus half inside one region
+    labels[20:80, 90:150] = 3  # another class over the right nucleus
+    assert merged_regions(answer, labels) == 0
+    assert "2 painted regions each" in merged_note(2) and "1 painted region" in merged_note(1)
 
 
 def test_the_divergence_is_zero_for_the_start_answers_and_ignores_free_pixels():

@@ -6,8 +6,11 @@ import re
 import numpy as np
 import pytest
 
+from napari_unet.engine.annotations import from_instances
+from napari_unet.engine.predict import predict as run_predict
 from napari_unet.engine.train import TrainSettings
 from napari_unet.models import builtin_path
+from napari_unet.samples import nuclei
 
 from .dock_helpers import messages, predict, train
 
@@ -58,6 +61,33 @@ def test_background_painted_over_a_few_places_is_enough_to_fine_tune(
     tuned = widget.session.model
     assert tuned is not model and len(tuned.history) == len(model.history) + 1
     assert tuned.history[-1]["settings"]["keep_start"] > 0
+
+
+def test_nuclei_the_model_keeps_apart_painted_as_one_blob_get_a_note_and_apart_none(
+    dock, qtbot, monkeypatch, notes
+):
+    viewer, widget = dock
+    widget.model.recent.setCurrentIndex(0)
+    widget.model.open_recent()
+    settings = TrainSettings(steps=2, patch_size=64, batch_size=2, report_every=0)
+    monkeypatch.setattr(type(widget.train), "settings", lambda self, resume=False: settings)
+    # the model's own nuclei, some touching: painted as blobs (merged), or each apart
+    instances = run_predict(widget.session.model, nuclei(), instances_of=2).instances
+    annotations = widget.annotate.annotations()
+    for painted, merged in (
+        (np.where(instances > 0, 2, 1), True),
+        (from_instances(instances), False),
+    ):
+        annotations.data = painted.astype(np.uint8)
+        notes.clear()
+        train(qtbot, widget)
+        said = [str(n.message) for n in notes if "painted as one" in str(n.message)]
+        count = widget.session.model.history[-1]["merged_regions"]
+        assert bool(said) == merged == (count > 0), messages(notes)
+        if merged:
+            assert said[0].startswith(f"{count} painted region") and "Paint: objects" in said[0]
+        widget.model.recent.setCurrentIndex(0)
+        widget.model.open_recent()  # the next round starts from the built-in model again
 
 
 def test_the_builtin_model_predicts_a_zoomed_image_at_its_object_size(dock, qtbot, notes):

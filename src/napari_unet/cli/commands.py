@@ -86,6 +86,14 @@ def train(args) -> int:
         segmenter = _follow_training(trainer.run())
         last = segmenter.history[-1]
         _print_scale(last["measured_diameter"], last["scale"], segmenter)
+        if last["merged_regions"]:
+            from ..engine.start_answers import merged_note
+
+            print(
+                f"note: {merged_note(last['merged_regions'])} Where they are separate, give "
+                "each its own id (--objects) or leave a background line between them.",
+                flush=True,
+            )
         data = model_bytes(segmenter)
         output.commit([lambda file: file.write(data)])
     print(f"wrote {args.output}")

@@ -10,6 +10,10 @@ start model is sure, away from the user's annotations, outside any object the us
 contradicted, and away from the start model's own class edges. So the network keeps what the
 start model knows (where the nuclei are, and that the background is empty) while the user's
 annotations teach it how to draw edges (an outline one pixel tighter reaches every nucleus).
+
+The same prediction counts the painted regions that hold several of the start model's objects
+(touching nuclei painted as one blob), so that the user can be told before the network learns
+to merge them.
 """
 
 import dataclasses
@@ -19,6 +23,7 @@ from scipy import ndimage
 
 from .annotations import contacts
 from .images import Normalization
+from .objects import find_objects
 from .predict import predict
 from .segmenter import Segmenter
 
@@ -29,14 +34,17 @@ CLEARANCE = 8
 """Pixels this close to an annotation are left to the annotation (its object may be wider)."""
 EDGE = 4
 """Pixels this close to an edge between the start model's classes are left free."""
+OBJECT_PIXELS = 30
+"""The start model's objects smaller than this are specks, not objects the user merged."""
 
 
 def start_answers(
     start: Segmenter, images: np.ndarray, labels: np.ndarray, device: str = "auto"
-) -> np.ndarray:
+) -> tuple[np.ndarray, int]:
     """(N, K, Y, X) float32 class probabilities of the ``start`` model on the normalised
-    (N, Y, X, C) ``images``, zero where they are not kept (see the module); ``labels`` are the
-    (N, Y, X) annotation ids of the same slices (0 = not annotated)."""
+    (N, Y, X, C) ``images``, zero where they are not kept (see the module), and how many
+    painted regions merge its objects (:func:`merged_regions`); ``labels`` are the (N, Y, X)
+    annotation ids of the same slices (0 = not annotated)."""
     channels = images.shape[-1]
     fixed = Normalization(mode="fixed", low=[0.0] * channels, high=[1.0] * channels)
     model = dataclasses.replace(start, normalization=fixed)
@@ -50,10 +58,44 @@ def start_answers(
         device=device,
     )
     probabilities = np.ascontiguousarray(np.moveaxis(result.probabilities, 0, 1), np.float32)
+    merged = 0
     for z in range(len(images)):
+        for class_id in np.unique(labels[z][labels[z] >= 2]):
+            answer = result.labels[z] == class_id
+            objects = find_objects(probabilities[z, class_id - 1], answer)
+            merged += merged_regions(objects, labels[z] == class_id)
         keep = kept_pixels(result.labels[z], labels[z]) & (result.uncertainty[z] < SURE)
         probabilities[z][:, ~keep] = 0
-    return probabilities
+    return probabilities, merged
+
+
+def merged_regions(objects: np.ndarray, painted: np.ndarray) -> int:
+    """How many connected regions of ``painted`` (a (Y, X) mask of one annotated class) each
+    hold two or more of the start model's ``objects`` of that class (ids > 0; those of at
+    least OBJECT_PIXELS, at least half inside): touching objects painted as one, which
+    fine-tuning then learns to merge, or objects of the start model the user meant to merge."""
+    regions, n_regions = ndimage.label(painted)
+    n_objects = int(objects.max())
+    if n_objects < 2 or n_regions == 0:
+        return 0
+    sizes = np.bincount(objects.ravel(), minlength=n_objects + 1)[1:]
+    overlap = np.bincount(
+        objects.ravel().astype(np.int64) * (n_regions + 1) + regions.ravel(),
+        minlength=(n_objects + 1) * (n_regions + 1),
+    ).reshape(n_objects + 1, n_regions + 1)[1:, 1:]
+    held = (2 * overlap.max(axis=1) >= sizes) & (sizes >= OBJECT_PIXELS)
+    per_region = np.bincount(overlap.argmax(axis=1)[held], minlength=n_regions)
+    return int((per_region >= 2).sum())
+
+
+def merged_note(count: int) -> str:
+    """What to tell a user whose annotations merge ``count`` times objects the start model
+    keeps apart (see :func:`merged_regions`)."""
+    regions = "1 painted region covers" if count == 1 else f"{count} painted regions each cover"
+    return (
+        f"{regions} several objects that the model keeps apart: painted as one, touching "
+        "objects are learned as one."
+    )
 
 
 def kept_pixels(answer: np.ndarray, labels: np.ndarray) -> np.ndarray:

@@ -127,7 +127,9 @@ def _finite(net: torch.nn.Module) -> bool:
 @dataclass
 class TrainProgress:
     """Training went on to ``step``; ``loss`` is the mean over the steps since the last event,
-    ``mean_loss`` an exponential mean over about the last 50 steps (smooth enough to plot)."""
+    ``mean_loss`` an exponential mean over about the last 50 steps (smooth enough to plot);
+    ``merged_regions`` how many painted regions merge objects the start model keeps apart
+    (:func:`.start_answers.merged_regions`)."""
 
     step: int
     steps: int | None
@@ -138,6 +140,7 @@ class TrainProgress:
     validation_dice: float | None = None
     improved: bool = False
     mean_loss: float | None = None
+    merged_regions: int = 0
 
     @property
     def fraction(self) -> float:
@@ -215,11 +218,13 @@ class Trainer:
         scale, measured = 1.0, None
         if base is not None and s.rescale and (picks := annotated_slices(self.annotations)):
             scale, measured = measure_scale(base, self.stack, picks, device.type)
-        answers = None
+        answers, merged = None, 0
         if base is not None and s.keep_start > 0:
 
             def answers(images, labels):
-                return start_answers(base, images, labels, device.type)
+                nonlocal merged
+                probabilities, merged = start_answers(base, images, labels, device.type)
+                return probabilities
 
         data = TrainingSet.build(
             self.stack,
@@ -269,6 +274,7 @@ class Trainer:
             done=self._done(0, start),
             scale=scale,
             measured=measured,
+            merged_regions=merged,
         )
 
     def _step_or_shrink(self, state: "_Round") -> torch.Tensor | None:
@@ -330,6 +336,7 @@ class Trainer:
             dice,
             improved,
             state.mean_loss,
+            state.merged_regions,
         )
 
     def _score(self, state: "_Round") -> tuple[float | None, bool]:
@@ -372,6 +379,7 @@ class Trainer:
                 "learning_rate": state.optimizer.param_groups[0]["lr"],
                 "scale": state.scale,
                 "measured_diameter": state.measured,
+                "merged_regions": state.merged_regions,
                 "settings": asdict(s),
                 "version": __version__,
             }
@@ -544,6 +552,7 @@ class _Round:
     best_state: dict | None = None
     scale: float = 1.0
     measured: float | None = None
+    merged_regions: int = 0
 
 
 class WeightAverage:

@@ -4,7 +4,7 @@ import copy
 import dataclasses
 from pathlib import Path
 
-from napari.utils.notifications import show_error, show_warning
+from napari.utils.notifications import show_error, show_info, show_warning
 from qtpy.QtWidgets import (
     QCheckBox,
     QComboBox,
@@ -20,6 +20,7 @@ from qtpy.QtWidgets import (
 )
 
 from ..engine.errors import UNetError
+from ..engine.start_answers import merged_note
 from ..engine.train import Trainer, TrainProgress, TrainSettings
 from ..storage import autosave
 from . import _jobs
@@ -214,6 +215,11 @@ class TrainSection(QGroupBox):
         return True if choice == CONTINUE else None
 
     def _progress(self, progress: TrainProgress) -> None:
+        if self.last is None and progress.merged_regions:
+            show_info(
+                f"{merged_note(progress.merged_regions)} Where they are separate, paint them "
+                "with Paint: objects (each its own id), or leave a background line between them."
+            )
         self.last = progress
         self.plot.add(progress)
         self._show_later.poke()
