@@ -86,6 +86,7 @@ def test_nuclei_the_model_keeps_apart_painted_as_one_blob_get_a_note_and_apart_n
         assert bool(said) == merged == (count > 0), messages(notes)
         if merged:
             assert said[0].startswith(f"{count} painted region") and "Paint: objects" in said[0]
+        assert ("merged objects (see notifications)" in widget.train.status.text()) == merged
         widget.model.recent.setCurrentIndex(0)
         widget.model.open_recent()  # the next round starts from the built-in model again
 
@@ -141,7 +142,7 @@ def test_fine_tuning_the_builtin_model_on_a_zoomed_image_says_at_what_scale(
     tuned = widget.session.model
     assert 0.4 <= tuned.history[-1]["scale"] <= 0.65, messages(notes)
     status = widget.train.status.text()
-    assert re.search(r" · at ×0\.[456]\d$", status), status
+    assert re.search(r" · at ×0\.[456]\d$", status, re.MULTILINE), status
 
 
 def test_predict_first_then_next_region_and_copy_use_an_annotation_layer_of_their_own(

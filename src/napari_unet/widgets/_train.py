@@ -392,9 +392,16 @@ def summarize(progress: TrainProgress) -> str:
 
 
 def trained_at(round_record: dict) -> str:
-    """E.g. " · at ×0.51" when the round trained on the image rescaled to the object size."""
+    """E.g. " · at ×0.51" when the round trained on the image rescaled to the object size,
+    and a line on painted regions that merge the start model's objects (its note stays in
+    napari's notifications)."""
     scale = round_record.get("scale", 1)
-    return "" if scale == 1 else f" · at ×{scale:.2f}"
+    text = "" if scale == 1 else f" · at ×{scale:.2f}"
+    merged = round_record.get("merged_regions", 0)
+    if merged:
+        regions = f"{merged} painted region{'s' if merged > 1 else ''}"
+        text += f"\n{regions} merged objects (see notifications)"
+    return text
 
 
 def remaining(progress: TrainProgress) -> float | None:
