@@ -27,15 +27,19 @@ Torch uses one thread fewer than the cores, as the plugin does (--threads to cha
 ``--budgets`` (seconds) a U-Net run during which other processes needed more than the cores
 left free is repeated once (--retries) and the quieter run kept. On a busy machine use
 ``--steps`` (a fixed number of steps per round) and ``--cache DIR`` (trained models are saved
-there and reused, so that object settings can be tuned without training again).
+there and reused, so that object settings can be tuned without training again). ``--from
+nuclei`` (or a model file) adds the same rounds fine-tuning that model, and its answer before
+any training.
 
 Usage: .venv/bin/python benchmarks/time_to_model.py [--budgets 30 60 120 | --steps 500]
        [--variants strip blobs painted scribbles] [--split 0.5 0.7] [--cache /tmp/models]
+       [--from nuclei]
 """
 
 import argparse
 import dataclasses
 import hashlib
+import itertools
 import os
 import time
 from pathlib import Path
@@ -127,10 +131,11 @@ def scores(nucleus, objects, instances, rows: slice = SCORED_ROWS) -> dict:
     }
 
 
-def train_unet(image, annotations, settings: TrainSettings) -> tuple:
-    """One training round: the segmenter, the steps done, the step whose weights were kept
-    (the last improvement the trainer reported) and the other processes' load."""
-    run = Trainer(image, annotations, settings=settings).run()
+def train_unet(image, annotations, settings: TrainSettings, start=None) -> tuple:
+    """One training round (fine-tuning ``start`` when given): the segmenter, the steps done,
+    the step whose weights were kept (the last improvement the trainer reported) and the other
+    processes' load."""
+    run = Trainer(image, annotations, settings=settings, segmenter=start).run()
     steps = kept = 0
     with OtherLoad() as load:
         while True:
@@ -260,10 +265,11 @@ def rescale_ids(ids: np.ndarray, scale: float) -> np.ndarray:
     return ndimage.zoom(ids, scale, order=0) if scale != 1 else ids
 
 
-def cached_unet(image, annotations, settings, name, amount, args):
+def cached_unet(image, annotations, settings, name, amount, args, start=None):
     """Train (or, with --cache, load the model trained before with the same settings)."""
+    origin = "" if start is None else args.start
     key = hashlib.sha1(
-        (repr(sorted(dataclasses.asdict(settings).items())) + name).encode()
+        (repr(sorted(dataclasses.asdict(settings).items())) + name + origin).encode()
     ).hexdigest()[:10]
     path = Path(args.cache) / f"{name}-{amount}-{key}.safetensors" if args.cache else None
     if path is not None and path.exists():
@@ -273,7 +279,7 @@ def cached_unet(image, annotations, settings, name, amount, args):
     spare = max(0, (os.cpu_count() or 1) - args.threads)
     tries = []
     for _ in range(1 + (args.retries if settings.time_limit else 0)):
-        tries.append(train_unet(image, annotations, settings))
+        tries.append(train_unet(image, annotations, settings, start))
         if tries[-1][3].cores < spare + QUIET:
             break
     segmenter, steps, kept, load = min(tries, key=lambda t: t[3].cores)
@@ -325,6 +331,12 @@ def main() -> None:
     parser.add_argument("--min-size", type=int, default=ObjectSettings().min_size)
     parser.add_argument("--cache", help="folder to save trained models in and reuse them from")
     parser.add_argument("--no-forest", action="store_true", help="leave the forest out")
+    parser.add_argument(
+        "--from",
+        dest="start",
+        help="also fine-tune this model (a file, or a built-in such as nuclei) on each "
+        "annotation, beside the new U-Net, with a row before any training",
+    )
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     print(f"Machine: {machine()}\n")
@@ -354,30 +366,44 @@ def main() -> None:
         if args.steps
         else [("time_limit", b) for b in args.budgets]
     )
+    start = load_model(args.start) if args.start else None
+    if start is not None:
+        zero_shot = predict(start, image, device="cpu", labels=False, probabilities=True)
+        method = f"U-Net from {args.start}"
+        cells = (method, "none", "0 s", 0, "–", zero_shot.probabilities, args, instances)
+        rows += object_rows(*cells)
+    starts = [("U-Net", None)] + ([(f"U-Net from {args.start}", start)] if start else [])
     trained = {}
-    for variant in args.variants:
-        for kind, amount in amounts:
-            if kind == "steps":
-                settings = TrainSettings(steps=amount, time_limit=None, device="cpu")
-                label = f"{amount} steps"
-            else:
-                settings = TrainSettings(steps=None, time_limit=amount, device="cpu")
-                label = f"{amount:g} s"
-            settings = dataclasses.replace(settings, seed=args.seed, **dict(args.set))
-            train_as = "strip" if variant == "painted" else variant
-            key = (train_as, kind, amount)
-            if key not in trained:
-                trained[key] = cached_unet(
-                    image, annotations[train_as], settings, train_as, f"{kind}{amount}", args
-                )
-            segmenter, steps, load = trained[key]
-            probabilities = predict(
-                segmenter, image, device="cpu", labels=False, probabilities=True
-            ).probabilities
-            same = " (= strip)" if variant == "painted" else ""
-            rows += object_rows(
-                "U-Net", variant + same, label, steps, load, probabilities, args, instances
+    for variant, (method, origin), (kind, amount) in itertools.product(
+        args.variants, starts, amounts
+    ):
+        if kind == "steps":
+            settings = TrainSettings(steps=amount, time_limit=None, device="cpu")
+            label = f"{amount} steps"
+        else:
+            settings = TrainSettings(steps=None, time_limit=amount, device="cpu")
+            label = f"{amount:g} s"
+        settings = dataclasses.replace(settings, seed=args.seed, **dict(args.set))
+        train_as = "strip" if variant == "painted" else variant
+        key = (train_as, method, kind, amount)
+        if key not in trained:
+            trained[key] = cached_unet(
+                image,
+                annotations[train_as],
+                settings,
+                train_as,
+                f"{kind}{amount}",
+                args,
+                origin,
             )
+        segmenter, steps, load = trained[key]
+        probabilities = predict(
+            segmenter, image, device="cpu", labels=False, probabilities=True
+        ).probabilities
+        same = " (= strip)" if variant == "painted" else ""
+        rows += object_rows(
+            method, variant + same, label, steps, load, probabilities, args, instances
+        )
     headers = ["method", "annotation", "training", "steps (kept)", "pixel Dice", "objects"]
     headers += ["F1 @0.5", "mAP 0.5–0.9", "found/true", "objects ms", "other load (cores)"]
     print()
