@@ -73,18 +73,32 @@ def test_a_painted_region_over_two_objects_of_the_start_model_counts_as_merged()
     answer[disk((50, 68), 12)] = 2  # a third nucleus, touching the left one
     answer[:, 55] = 1  # the start model's background line between the touching two
     answer[40:44, 5:9] = 2  # a speck
-    labels = np.zeros(answer.shape, np.uint8)
-    labels[20:80, 0:85] = 2  # one blob over the touching pair (and the speck)
-    assert merged_regions(answer, labels) == 1
-    labels[:, 54:57] = 1  # painted apart: two regions, one nucleus each
-    assert merged_regions(answer, labels) == 0
-    labels[:] = 0
-    labels[45:55, 30:50] = 2  # a small part of one nucleus, a part of the other
-    labels[45:55, 60:75] = 2
-    assert merged_regions(answer, labels) == 0  # neither nucleus half inside one region
-    labels[20:80, 90:150] = 3  # another class over the right nucleus
-    assert merged_regions(answer, labels) == 0
+    objects, _ = ndimage.label(answer == 2)
+    painted = np.zeros(answer.shape, bool)
+    painted[20:80, 0:85] = True  # one blob over the touching pair (and the speck)
+    assert merged_regions(objects, painted) == 1
+    painted[:, 54:57] = False  # painted apart: two regions, one nucleus each
+    assert merged_regions(objects, painted) == 0
+    painted[:] = False
+    painted[45:55, 30:50] = True  # a small part of one nucleus, a part of the other
+    painted[45:55, 60:75] = True
+    assert merged_regions(objects, painted) == 0  # neither nucleus half inside one region
+    painted[20:80, 20:150] = True  # all three nuclei in one region
+    assert merged_regions(objects, painted) == 1
     assert "2 painted regions each" in merged_note(2) and "1 painted region" in merged_note(1)
+
+
+def test_start_answers_count_blobs_over_touching_objects(trained, image):
+    normalised = trained.normalization.for_image(image[None, ..., None])
+    images = normalised.apply(image[None, ..., None].astype(np.float32))
+    predicted = predict(trained, image, device="cpu", instances_of=2).instances
+    blobs = np.where(predicted > 0, 2, 1).astype(np.uint8)[None]
+    apart = np.where(predicted > 0, 2, 1) * (ndimage.grey_dilation(predicted, 3) == predicted)
+    _, merged = start_answers(trained, images, blobs, device="cpu")
+    touching = merged_regions(predicted, predicted > 0)
+    assert merged == touching > 0
+    _, merged = start_answers(trained, images, np.maximum(apart, 1).astype(np.uint8)[None])
+    assert merged == 0
 
 
 def test_the_divergence_is_zero_for_the_start_answers_and_ignores_free_pixels():
