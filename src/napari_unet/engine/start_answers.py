@@ -60,7 +60,8 @@ def start_answers(
     probabilities = np.ascontiguousarray(np.moveaxis(result.probabilities, 0, 1), np.float32)
     merged = 0
     for z in range(len(images)):
-        for class_id in np.unique(labels[z][labels[z] >= 2]):
+        painted = labels[z][(labels[z] >= 2) & (labels[z] <= probabilities.shape[1])]
+        for class_id in np.unique(painted):  # a class new to the start model has no objects
             answer = result.labels[z] == class_id
             objects = find_objects(probabilities[z, class_id - 1], answer)
             merged += merged_regions(objects, labels[z] == class_id)
