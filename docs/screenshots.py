@@ -2,8 +2,8 @@
 
 Usage: xvfb-run -a -s "-screen 0 1600x1200x24" .venv/bin/python docs/screenshots.py [SHOT ...]
 
-SHOT is one of nuclei, objects, stack, volume (default: all). Models trained here are kept in a
-temporary folder, not in the user's.
+SHOT is one of warm, nuclei, objects, stack, volume (default: all). Models trained here are kept
+in a temporary folder, not in the user's.
 
 The nuclei sample ships with the plugin; the stack shot uses the Huh7 time-lapse from
 ../shared/data/ctc-huh7 and is skipped when it is not there.
@@ -24,6 +24,7 @@ from scipy import ndimage
 
 from napari_unet import PLUGIN
 from napari_unet.engine.annotations import from_instances
+from napari_unet.models import builtin_path
 from napari_unet.samples import nuclei_instances
 from napari_unet.storage import autosave
 from napari_unet.widgets._layers import CLASS_NAMES_KEY, class_colormap
@@ -52,6 +53,21 @@ def open_viewer():
     viewer = napari.Viewer(title=PLUGIN)
     viewer.window.resize(1500, 1000)
     return viewer
+
+
+def start_warm() -> None:
+    """The built-in nuclei model opened and its objects predicted, before any annotation."""
+    viewer = open_viewer()
+    viewer.open_sample(PLUGIN, "nuclei")
+    _, widget = viewer.window.add_plugin_dock_widget(PLUGIN, "U-Net")
+    widget.model.load(builtin_path("nuclei"))
+    widget.predict.classes.setChecked(False)
+    widget.predict.instances.setChecked(True)
+    widget.predict.predict()
+    wait(60, lambda: widget.predict.worker is None)
+    widget.findChild(QScrollArea).ensureWidgetVisible(widget.predict.split)
+    shot(viewer, "0-start-warm.png")
+    viewer.close()
 
 
 def nuclei_loop() -> None:
@@ -190,6 +206,7 @@ def volume() -> None:
 
 
 SHOTS = {
+    "warm": start_warm,
     "nuclei": nuclei_loop,
     "objects": objects,
     "stack": stack_prediction,

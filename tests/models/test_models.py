@@ -14,7 +14,7 @@ from napari_unet.engine.predict import predict
 from napari_unet.engine.scores import object_f1
 from napari_unet.engine.segmenter import Segmenter
 from napari_unet.engine.train import TrainSettings
-from napari_unet.models import BUILTIN, builtin_path, card, resolve
+from napari_unet.models import BUILTIN, builtin_name, builtin_path, card, resolve
 from napari_unet.samples import nuclei, nuclei_instances
 from napari_unet.storage.loading import load_model
 from napari_unet.storage.model_files import save_model
@@ -92,6 +92,14 @@ def test_a_file_of_the_builtin_name_wins(tmp_path, monkeypatch, trained):
         output.commit([lambda file: file.write(data)])
     assert resolve("nuclei") == Path("nuclei")
     assert load_model("nuclei").config == trained.config
+
+
+def test_builtin_weights_are_known_by_name_and_other_files_are_not(tmp_path, monkeypatch):
+    monkeypatch.chdir(builtin_path("nuclei").parent)
+    assert builtin_name(builtin_path("nuclei")) == "nuclei"
+    assert builtin_name(Path("nuclei.safetensors")) == "nuclei"  # relative, the same file
+    assert builtin_name(tmp_path / "nuclei.safetensors") is None
+    assert builtin_name(Path("nuclei")) is None
 
 
 def test_unknown_names_are_missing_files(tmp_path, monkeypatch):

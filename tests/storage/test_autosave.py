@@ -58,7 +58,7 @@ def test_the_budget_is_stored_checked_and_shown(trained, home):
             autosave.set_budget(bad)
     assert autosave.budget() == 25 * 2**20
     autosave.keep(trained)
-    assert autosave.summary().startswith("1 round kept, ") and "of 25 MB" in autosave.summary()
+    assert autosave.summary().startswith("1 round, ") and "of 25 MB kept" in autosave.summary()
     (home / "models" / autosave.SETTINGS).write_text("{damaged")
     assert autosave.budget() == autosave.BUDGET_MB * 2**20
 

@@ -29,6 +29,7 @@ def test_the_builtin_model_predicts_at_once_and_start_fine_tunes_it(
     model = widget.session.model
     assert model is not None and model.class_names == ["background", "nucleus"]
     assert widget.train.resume.isChecked()  # Start fine-tunes it
+    assert widget.model.file.text().startswith("Built-in model: nuclei, for fluorescence nuclei")
 
     predict(qtbot, widget)
     classes = [layer for layer in viewer.layers if layer.name.endswith("U-Net classes")]

@@ -16,6 +16,14 @@ def builtin_path(name: str) -> Path | None:
     return FOLDER / f"{name}.safetensors" if name in BUILTIN else None
 
 
+def builtin_name(path) -> str | None:
+    """The name of the built-in model whose weights ``path`` is, or None."""
+    for name in BUILTIN:
+        if Path(path).resolve() == builtin_path(name).resolve():
+            return name
+    return None
+
+
 def card(name: str) -> str:
     """The model card (Markdown) of built-in model ``name``."""
     return (FOLDER / f"{name}.md").read_text(encoding="utf-8")

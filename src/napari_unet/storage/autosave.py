@@ -118,16 +118,19 @@ def pin(path: str | Path) -> None:
         _store(pinned=[str(p) for p in [*_settings()["pinned"], path]])
 
 
-def summary() -> str:
-    """E.g. "12 rounds kept, 96 MB of 500 MB; opened ones are never deleted"."""
+def usage() -> str:
+    """E.g. "12 rounds, 96 MB": the kept rounds and the space they take."""
     models = kept()
     used = sum(model.size for model in models) / 2**20
-    pinned = sum(model.pinned for model in models)
+    return f"{len(models)} round{'s' if len(models) != 1 else ''}, {used:.0f} MB"
+
+
+def summary() -> str:
+    """E.g. "12 rounds, 96 MB of 500 MB kept, 1 opened (never deleted); the oldest go
+    first"."""
+    pinned = sum(model.pinned for model in kept())
     opened = f", {pinned} opened (never deleted)" if pinned else ""
-    return (
-        f"{len(models)} round{'s' if len(models) != 1 else ''} kept, {used:.0f} MB of "
-        f"{budget() // 2**20} MB{opened}; the oldest go first"
-    )
+    return f"{usage()} of {budget() // 2**20} MB kept{opened}; the oldest go first"
 
 
 def _settings() -> dict:

@@ -28,7 +28,7 @@ from qtpy.QtWidgets import (
 from ..engine.device import describe, resolve_device
 from ..engine.errors import UNetError
 from ..engine.segmenter import Segmenter
-from ..models import BUILTIN, builtin_path
+from ..models import BUILTIN, builtin_name, builtin_path
 from ..storage import autosave
 from ..storage.bioimageio import export_model
 from ..storage.loading import load_model
@@ -154,7 +154,7 @@ class ModelSection(QGroupBox):
                 self.recent.count() - 1, str(kept.path), Qt.ItemDataRole.ToolTipRole
             )
         summary = f"{autosave.summary()}, in {autosave.folder()}"
-        self.kept.setText(autosave.summary().split(";")[0])
+        self.kept.setText(f"{autosave.usage()} of")  # read on into the budget: "of 500 MB"
         self.kept.setToolTip(summary)
         self.recent.setToolTip(
             f"The built-in starting models, then every training round's model: {summary}"
@@ -294,7 +294,11 @@ class ModelSection(QGroupBox):
             self.description.setText(summarize(model))
         file = self.session.model_file
         shown = model is not None and file is not None
-        self.file.setText(f"File: {wrappable(file)}" if shown else "")
+        builtin = builtin_name(file) if shown else None
+        if builtin is not None:
+            self.file.setText(f"Built-in model: {builtin}, for {BUILTIN[builtin]}")
+        else:
+            self.file.setText(f"File: {wrappable(file)}" if shown else "")
         self.file.setToolTip(str(file) if shown else "")
         self.file.setVisible(bool(self.file.text()))
         self.save_button.setEnabled(model is not None)
