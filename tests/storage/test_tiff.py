@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 import tifffile
 
+from napari_unet.engine.errors import UNetError
 from napari_unet.storage.tiff import open_tiff, read_tiff
 
 from helpers import fingerprint
@@ -67,3 +68,26 @@ def test_every_layout_reads_as_tifffile_reads_it(tmp_path, case):
         np.testing.assert_array_equal(np.asarray(image[1]), expected[1])
         np.testing.assert_array_equal(np.asarray(image), expected)
     np.testing.assert_array_equal(read_tiff(path), expected)
+
+
+TRUNCATED = {
+    "zlib stack": {"compression": "zlib"},
+    "zlib stack, no shape metadata": {"compression": "zlib", "metadata": None},
+    "uncompressed stack": {},
+    "uncompressed stack, no shape metadata": {"metadata": None},
+    "zlib ImageJ stack": {"compression": "zlib", "imagej": True},
+}
+
+
+@pytest.mark.parametrize("case", TRUNCATED)
+def test_a_truncated_stack_is_an_error_not_fewer_slices(tmp_path, case):
+    data = np.random.default_rng(0).integers(0, 1000, (12, 64, 64)).astype("uint16")
+    path = tmp_path / "stack.tif"
+    tifffile.imwrite(path, data, **TRUNCATED[case])
+    whole = path.read_bytes()
+    path.write_bytes(whole[: len(whole) * 2 // 3])
+    with pytest.raises(UNetError, match="cannot read .*stack.tif as a TIFF image"):
+        read_tiff(path)
+    with pytest.raises(UNetError, match="cannot read .*stack.tif as a TIFF image"):
+        with open_tiff(path) as image:
+            np.asarray(image)

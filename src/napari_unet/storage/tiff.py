@@ -67,11 +67,38 @@ def _opened(path: Path) -> Iterator:
         yield tif
 
 
+DAMAGE = (
+    "invalid page offset",
+    "invalid offset to page",
+    "invalid next page",
+    "corrupted tag list",
+    "failed to reshape",
+)
+"""What tifffile logs, and reads on past, when pages are missing: a truncated or damaged file,
+read as fewer pages or as one page of a stack."""
+
+
+class _Damage(logging.Handler):
+    """Keeps the first message of tifffile's log that says pages are missing (DAMAGE)."""
+
+    def __init__(self):
+        super().__init__(logging.ERROR)
+        self.found = None
+
+    def emit(self, record) -> None:
+        message = record.getMessage()
+        if self.found is None and any(sign in message for sign in DAMAGE):
+            self.found = message
+
+
 @contextlib.contextmanager
 def _reading(path: Path) -> Iterator[None]:
-    """tifffile's log quiet, and anything but an OS error or our own as a UNetError."""
+    """tifffile's log quiet, pages that it cannot find an error, and anything but an OS error
+    or our own as a UNetError."""
     log = logging.getLogger("tifffile")
-    disabled, log.disabled = log.disabled, True
+    damage = _Damage()
+    propagate, log.propagate = log.propagate, False
+    log.addHandler(damage)
     try:
         yield
     except (OSError, UNetError):
@@ -79,7 +106,13 @@ def _reading(path: Path) -> Iterator[None]:
     except Exception as error:
         raise UNetError(f"cannot read {path} as a TIFF image: {error}") from None
     finally:
-        log.disabled = disabled
+        log.removeHandler(damage)
+        log.propagate = propagate
+    if damage.found is not None:
+        raise UNetError(
+            f"cannot read {path} as a TIFF image: it is truncated or damaged, some of its "
+            f"pages cannot be found ({damage.found.split('> ', 1)[-1]})"
+        )
 
 
 def _read_whole(tif, path: Path) -> np.ndarray:
