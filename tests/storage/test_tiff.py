@@ -88,6 +88,8 @@ def test_a_truncated_stack_is_an_error_not_fewer_slices(tmp_path, case):
     path.write_bytes(whole[: len(whole) * 2 // 3])
     with pytest.raises(UNetError, match="cannot read .*stack.tif as a TIFF image"):
         read_tiff(path)
-    with pytest.raises(UNetError, match="cannot read .*stack.tif as a TIFF image"):
-        with open_tiff(path) as image:
-            np.asarray(image)
+    with (
+        pytest.raises(UNetError, match="cannot read .*stack.tif as a TIFF image"),
+        open_tiff(path) as image,
+    ):
+        np.asarray(image)
