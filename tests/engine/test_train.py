@@ -69,6 +69,12 @@ def test_time_limit_ends_training(image, annotations):
     assert events[-1].fraction == 1.0
 
 
+def test_a_time_limit_shorter_than_getting_ready_still_trains_a_step(image, annotations):
+    settings = TrainSettings(steps=None, time_limit=1e-6, **TINY)
+    segmenter = run_to_end(Trainer(image, annotations, settings=settings).run())[1]
+    assert segmenter.history[-1]["steps"] == 1
+
+
 def test_fine_tuning_keeps_classes_and_leaves_the_start_model_unchanged(
     image, annotations, trained
 ):

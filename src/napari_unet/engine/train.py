@@ -254,14 +254,15 @@ class Trainer:
         report_every = s.report_every
         if report_every is None:
             report_every = 0.0 if device.type == "cpu" else GPU_REPORT_EVERY
-        start = time.perf_counter()
+        sampler = data.sampler(device, generator, s.augment)
+        start = time.perf_counter()  # the time limit counts training, not getting ready
         return _Round(
             segmenter=segmenter,
             net=net,
             optimizer=torch.optim.AdamW(net.parameters(), lr=rate, weight_decay=s.weight_decay),
             scaler=torch.amp.GradScaler(enabled=needs_grad_scaler(device)),
             generator=generator,
-            sampler=data.sampler(device, generator, s.augment),
+            sampler=sampler,
             counts=data.counts,
             crop=crop,
             windows=windows,
@@ -474,11 +475,17 @@ class Trainer:
         return segmenter
 
     def _done(self, step: int, start: float) -> bool:
+        """Stopped, or the steps or the time limit reached: a time limit, however short, lets
+        the round take its first step (a model of no steps would be kept as if trained)."""
         s = self.settings
         return (
             self._stop
             or (s.steps is not None and step >= s.steps)
-            or (s.time_limit is not None and time.perf_counter() - start >= s.time_limit)
+            or (
+                s.time_limit is not None
+                and step > 0
+                and time.perf_counter() - start >= s.time_limit
+            )
         )
 
     def _step(self, state: "_Round", images, targets, weights, answers) -> torch.Tensor:
