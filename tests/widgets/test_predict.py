@@ -88,6 +88,20 @@ def test_an_edited_prediction_is_kept(dock, qtbot, tiny, notes):
     assert "is kept as it is" in messages(notes)
 
 
+def test_a_reused_result_follows_the_image_when_it_moved(dock, qtbot, tiny):
+    viewer, widget = dock
+    tiny(widget)
+    train(qtbot, widget)
+    predict(qtbot, widget)
+    image = viewer.layers["nuclei"]
+    image.scale, image.translate = (0.5, 0.5), (30, 40)
+    predict(qtbot, widget)
+    result = viewer.layers["nuclei: U-Net classes"]
+    assert "nuclei: U-Net classes (2)" not in viewer.layers
+    np.testing.assert_array_equal(result.scale, (0.5, 0.5))
+    np.testing.assert_array_equal(result.translate, (30, 40))
+
+
 def test_cancel_prediction(make_napari_viewer, qtbot):
     viewer = make_napari_viewer()
     widget = UNetWidget(viewer)
@@ -111,6 +125,19 @@ def test_deleting_the_image_stops_prediction(make_napari_viewer, qtbot, notes):
     assert "Prediction cancelled: layer 'stack' was deleted" in messages(notes)
 
 
+def test_deleting_the_image_before_the_first_slice_leaves_no_empty_layers(dock, qtbot, tiny):
+    viewer, widget = dock
+    tiny(widget)
+    train(qtbot, widget)
+    before = [layer.name for layer in viewer.layers if layer.name != "nuclei"]
+    widget.predict.probabilities.setChecked(True)
+    widget.predict.predict()
+    viewer.layers.remove("nuclei")
+    qtbot.waitUntil(lambda: widget.predict.worker is None, timeout=WAIT_MS)
+    assert [layer.name for layer in viewer.layers] == before
+    assert "before the first slice" in widget.predict.status.text()
+
+
 class OutOfMemory(torch.nn.Module):
     """A network that never fits on the device."""
 
@@ -126,6 +153,23 @@ def test_out_of_memory_predicting_is_a_notification(dock, qtbot, tiny, notes, mo
     predict(qtbot, widget)
     assert "out of memory" in messages(notes)
     assert "failed" in widget.predict.status.text()
+    assert "nuclei: U-Net classes" not in viewer.layers  # no empty layer left behind
+
+
+def test_a_failed_prediction_keeps_the_earlier_result(dock, qtbot, tiny, notes, monkeypatch):
+    viewer, widget = dock
+    tiny(widget)
+    train(qtbot, widget)
+    predict(qtbot, widget)
+    layer = viewer.layers["nuclei: U-Net classes"]
+    earlier, metadata = layer.data.copy(), dict(layer.metadata)
+    assert earlier.any()
+    monkeypatch.setattr(predict_module, "prepare", lambda net, device: OutOfMemory())
+    predict(qtbot, widget)
+    assert "out of memory" in messages(notes)
+    assert viewer.layers["nuclei: U-Net classes"] is layer
+    np.testing.assert_array_equal(layer.data, earlier)
+    assert layer.metadata == metadata
 
 
 def test_objects_of_a_class_use_the_split_setting(objects_dock, qtbot):

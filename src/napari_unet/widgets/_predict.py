@@ -182,6 +182,9 @@ class PredictSection(QGroupBox):
         self._slice: int | None = None
         self._instances_of: int | None = None
         self._pending: list = []
+        self._replaced: list = []  # (reused layer, its data and metadata before)
+        self._added: list = []  # layers this prediction added
+        self._undo = False
         self._add_next = QTimer(self, singleShot=True, interval=0)
         self._add_next.timeout.connect(self._add_pending)
         session.changed.connect(self._sync)
@@ -329,7 +332,7 @@ class PredictSection(QGroupBox):
         if self.uncertainty.isChecked():
             wanted.append(("uncertainty", f"{image.name}: uncertainty", result.uncertainty, None))
         layers: dict[str, list] = {}
-        self._pending = []
+        self._pending, self._replaced, self._added, self._undo = [], [], [], False
         for kind, name, array, label in wanted:
             metadata = {OUTPUT_KEY: kind}
             if self.session.model_file is not None:
@@ -339,7 +342,10 @@ class PredictSection(QGroupBox):
             existing = next((layer for layer in viewer.layers if layer.name == name), None)
             slot = layers.setdefault(kind, [])
             if existing is not None and is_unedited_output(existing, kind, shape):
+                self._replaced.append((existing, existing.data, dict(existing.metadata)))
                 existing.metadata.update(metadata)
+                for key, value in place.items():  # the image may have moved since
+                    setattr(existing, key, value)
                 if live:
                     existing.data = array
                 slot.append(existing)
@@ -408,6 +414,7 @@ class PredictSection(QGroupBox):
             )
             layer.events.paint.connect(self._edited)
         self.outputs[kind][index] = layer
+        self._added.append(layer)
         self._classes = layer if kind == "classes" else self._classes
 
     def last_classes(self):
@@ -439,7 +446,11 @@ class PredictSection(QGroupBox):
         self._show()
         image = self._image.name if self._image is not None else "the image"
         if not result.complete:
-            self.status.setText("Cancelled: the slices done so far are shown.")
+            if self.last is None or self.last.done == 0:
+                self._undo = True
+                self.status.setText("Cancelled before the first slice: the layers are as before.")
+            else:
+                self.status.setText("Cancelled: the slices done so far are shown.")
             return
         if self._slice is not None:
             self._copy_slice(result)
@@ -536,12 +547,32 @@ class PredictSection(QGroupBox):
         )
 
     def _failed(self, error: BaseException) -> None:
-        self.status.setText("Prediction failed: see the notification.")
+        self._undo = True
+        self.status.setText("Prediction failed: see the notification. Earlier results are kept.")
         _jobs.notify_error("Prediction failed", error)
 
     def _finished(self) -> None:
         self.predictor, self.worker, self._image = None, None, None
+        if self._undo:
+            self._put_back()
         self._sync()
+
+    def _put_back(self) -> None:
+        """After a prediction that failed, or was cancelled before its first slice: the
+        earlier results it reused hold their data again, and the layers it added with no
+        slice done go."""
+        done = self.last.done if self.last is not None else 0
+        for layer, data, metadata in self._replaced:
+            layer.data = data
+            layer.metadata.clear()
+            layer.metadata.update(metadata)
+        viewer = self.session.viewer
+        for layer in self._added if done == 0 or self._slice is not None else ():
+            if layer in viewer.layers:
+                viewer.layers.remove(layer)
+        self._pending.clear()
+        self._replaced, self._added, self._undo = [], [], False
+        self.outputs = {}
 
     def _layers(self):
         return [layer for layers in self.outputs.values() for layer in layers if layer]
