@@ -4,8 +4,15 @@ values, and thin annotation strokes that survive shrinking."""
 import numpy as np
 import pytest
 import torch
+from scipy import ndimage
 
-from napari_unet.engine.resizing import resize, resize_annotations, scaled_shape
+from napari_unet.engine.annotations import from_instances
+from napari_unet.engine.resizing import (
+    resize,
+    resize_annotations,
+    scaled_shape,
+    separating_lines,
+)
 
 
 def test_scaled_shapes_round_and_keep_a_pixel():
@@ -120,3 +127,26 @@ def test_growing_repeats_each_pixel():
 def test_nothing_annotated_stays_nothing_at_the_new_shape():
     out = resize_annotations(np.zeros((2, 10, 14), np.uint8), 0.5)
     assert out.shape == (2, 5, 7) and out.dtype == np.uint8 and not out.any()
+
+
+@pytest.mark.parametrize("factor", [0.5, 0.45, 0.29, 0.25])
+def test_the_line_between_touching_objects_survives_shrinking(factor):
+    instances = np.zeros((1, 120, 120), np.int32)
+    instances[0, 20:80, 10:60] = 1
+    instances[0, 20:80, 60:110] = 2  # touching along a column
+    instances[0, 80:115, 10:45] = 3  # touching the first along a row
+    labels = from_instances(instances)
+    out = resize_annotations(labels, factor)
+    _, count = ndimage.label(out[0] == 2)
+    assert count == 3
+    areas = np.bincount(ndimage.label(out[0] == 2)[0].ravel())[1:] / factor**2
+    assert areas.min() > 0.7 * (instances == 3).sum()  # a line, not an erosion
+
+
+def test_lines_are_background_between_objects_only():
+    labels = np.ones((1, 30, 30), np.uint8)
+    labels[0, 5:25, 5:14] = 2
+    labels[0, 5:25, 16:25] = 2  # two columns of background between two objects
+    lines = separating_lines(labels)
+    assert lines[0, 5:25, 14:16].all()
+    assert lines.sum() == 2 * 20  # nothing else: no object on two sides
