@@ -15,6 +15,7 @@ import zipfile
 import numpy as np
 import pytest
 import tifffile
+from scipy import ndimage
 
 from napari_unet.cli import main
 from napari_unet.engine.train import FINE_TUNING_RATE
@@ -505,3 +506,8 @@ def test_fine_tuning_on_nuclei_painted_as_one_blob_prints_a_note(tmp_path, capsy
     tifffile.imwrite(tmp_path / "annotations.tif", painted_apart)
     assert main([*args, "--objects"]) == 0  # each nucleus its own id: nothing merged
     assert "note:" not in capsys.readouterr().out
+    blobs = ndimage.label(objects > 0)[0]
+    tifffile.imwrite(tmp_path / "annotations.tif", np.where(blobs > 0, blobs + 1, 1))
+    assert main([*args, "--objects"]) == 0  # touching nuclei given one id: merged again
+    said = capsys.readouterr().out
+    assert "note:" in said and "own id in the objects." in said and "(--objects)" not in said

@@ -5,6 +5,7 @@ import re
 
 import numpy as np
 import pytest
+from skimage.measure import label as connected_components
 
 from napari_unet.engine.annotations import from_instances
 from napari_unet.engine.predict import predict as run_predict
@@ -90,6 +91,14 @@ def test_nuclei_the_model_keeps_apart_painted_as_one_blob_get_a_note_and_apart_n
         assert ("merged objects (see notifications)" in widget.train.status.text()) == merged
         widget.model.recent.setCurrentIndex(0)
         widget.model.open_recent()  # the next round starts from the built-in model again
+    # the blobs painted as objects, one id each: the advice is an id each, not the paint mode
+    widget.annotate.paint_mode.setCurrentIndex(widget.annotate.paint_mode.findData("objects"))
+    blobs = connected_components(instances > 0)
+    annotations.data = np.where(blobs > 0, blobs + 1, 1).astype(np.uint16)
+    notes.clear()
+    train(qtbot, widget)
+    said = [str(n.message) for n in notes if "painted as one" in str(n.message)]
+    assert said and "own id (New object)" in said[0] and "Paint: objects" not in said[0]
 
 
 def test_the_builtin_model_predicts_a_zoomed_image_at_its_object_size(dock, qtbot, notes):

@@ -89,9 +89,13 @@ def train(args) -> int:
         if last["merged_regions"]:
             from ..engine.start_answers import merged_note
 
+            advice = (
+                "give each its own id in the objects"
+                if args.objects
+                else "give each its own id (--objects) or leave a background line between them"
+            )
             print(
-                f"note: {merged_note(last['merged_regions'])} Where they are separate, give "
-                "each its own id (--objects) or leave a background line between them.",
+                f"note: {merged_note(last['merged_regions'])} Where they are separate, {advice}.",
                 flush=True,
             )
         data = model_bytes(segmenter)

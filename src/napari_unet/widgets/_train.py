@@ -31,6 +31,7 @@ from ._layers import (
     channel_count,
     class_names,
     image_data,
+    paints_objects,
     stored_class_names,
     training_annotations,
 )
@@ -216,10 +217,15 @@ class TrainSection(QGroupBox):
 
     def _progress(self, progress: TrainProgress) -> None:
         if self.last is None and progress.merged_regions:
-            show_info(
-                f"{merged_note(progress.merged_regions)} Where they are separate, paint them "
-                "with Paint: objects (each its own id), or leave a background line between them."
-            )
+            annotations = self._inputs[1] if self._inputs else None
+            if annotations is not None and paints_objects(annotations):
+                advice = "give each its own id (New object)"
+            else:
+                advice = (
+                    "paint them with Paint: objects (each its own id), or leave a background "
+                    "line between them"
+                )
+            show_info(f"{merged_note(progress.merged_regions)} Where they are separate, {advice}.")
         self.last = progress
         self.plot.add(progress)
         self._show_later.poke()
