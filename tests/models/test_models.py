@@ -102,6 +102,13 @@ def test_builtin_weights_are_known_by_name_and_other_files_are_not(tmp_path, mon
     assert builtin_name(Path("nuclei")) is None
 
 
+def test_a_folder_of_the_builtin_name_does_not_hide_it(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "nuclei").mkdir()  # the user's nuclei images, say
+    assert resolve("nuclei") == builtin_path("nuclei")
+    assert load_model("nuclei").class_names == ["background", "nucleus"]
+
+
 def test_unknown_names_are_missing_files(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     with pytest.raises(ModelFileError, match="nucleii does not exist"):

@@ -30,7 +30,8 @@ def card(name: str) -> str:
 
 
 def resolve(path) -> Path:
-    """``path`` itself if it exists or names no built-in model; else the built-in's file."""
+    """``path`` itself if it is a file or names no built-in model; else the built-in's file
+    (a folder of that name, of images say, does not hide it)."""
     path = Path(path)
     builtin = builtin_path(str(path))
-    return builtin if builtin is not None and not path.exists() else path
+    return builtin if builtin is not None and not path.is_file() else path
