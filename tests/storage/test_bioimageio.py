@@ -1,10 +1,12 @@
 """bioimage.io packages: exported, validated by bioimageio.spec and run by bioimageio.core,
 imported."""
 
+import io
 import zipfile
 
 import numpy as np
 import pytest
+import torch
 
 yaml = pytest.importorskip("yaml")
 
@@ -99,6 +101,22 @@ def test_foreign_or_damaged_packages_are_refused(tmp_path, package):
     broken.write_bytes(b"PK not really")
     with pytest.raises(UNetError, match="not a readable"):
         import_model(broken)
+
+
+def test_weights_that_share_memory_load_as_tensors_of_their_own(tmp_path, package):
+    shared = tmp_path / "shared.zip"
+    with zipfile.ZipFile(package) as source, zipfile.ZipFile(shared, "w") as target:
+        for name in source.namelist():
+            data = source.read(name)
+            if name == "weights.pt":
+                state = torch.load(io.BytesIO(data), weights_only=True)
+                state["inc.1.running_var"] = state["inc.1.weight"]  # one tensor, two names
+                torch.save(state, buffer := io.BytesIO())
+                data = buffer.getvalue()
+            target.writestr(name, data)
+    model = import_model(shared)
+    weights = model.net.state_dict()
+    assert torch.equal(weights["inc.1.running_var"], weights["inc.1.weight"])
 
 
 def test_packages_load_as_models_under_any_name_and_model_files_are_not_packages(

@@ -124,7 +124,7 @@ def _state_dict(data: bytes, name: str) -> dict:
         for k, v in weights.items()
     ):
         raise ModelFileError(f"{name} holds weights that are not a PyTorch state dict of tensors")
-    return {k: v.contiguous() for k, v in weights.items()}
+    return {k: v.clone() for k, v in weights.items()}  # tensors of their own: none shared
 
 
 def _stored(tensor: torch.Tensor) -> bool:
