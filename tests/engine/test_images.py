@@ -92,6 +92,15 @@ def test_empty_ragged_and_nested_list_images():
     assert as_stack([[0.0] * 16] * 16).shape == (1, 16, 16, 1)
 
 
+def test_a_torch_tensor_is_an_image_like_its_numpy_array():
+    tensor = torch.rand(16, 20)
+    stack = as_stack(tensor)
+    assert isinstance(stack, np.ndarray) and stack.shape == (1, 16, 20, 1)
+    np.testing.assert_array_equal(stack[0, ..., 0], tensor.numpy())
+    with pytest.raises(UNetError, match="must be an array"):
+        as_stack(torch.rand(16, 20, requires_grad=True))  # numpy() refuses it: said in a line
+
+
 @pytest.mark.parametrize(
     "kwargs",
     [

@@ -89,12 +89,14 @@ def check_channel_axis(channel_axis, ndim: int) -> int | None:
 
 
 def _array_like(image):
-    """``image`` if it has a shape and a data type (numpy, dask, zarr), else as a numpy array."""
-    if hasattr(image, "shape") and hasattr(image, "dtype") and hasattr(image, "__getitem__"):
+    """``image`` if it has a shape and a numpy data type (numpy, dask, zarr), else as a numpy
+    array (a list, a torch tensor on the CPU)."""
+    dtype = getattr(image, "dtype", None)
+    if hasattr(image, "shape") and isinstance(dtype, np.dtype) and hasattr(image, "__getitem__"):
         return image
     try:
         return np.asarray(image)
-    except (TypeError, ValueError) as error:
+    except (TypeError, ValueError, RuntimeError) as error:
         raise UNetError(
             f"the image must be an array, not {type(image).__name__}: {error}"
         ) from None
