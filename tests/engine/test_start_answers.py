@@ -107,6 +107,10 @@ def test_the_divergence_is_zero_for_the_start_answers_and_ignores_free_pixels():
     assert start_divergence(torch.log(answers), answers) == pytest.approx(0, abs=1e-5)
     assert start_divergence(logits, torch.zeros(2, 2, 8, 8)) == 0
     assert start_divergence(logits, answers) > 0
+    # answers blended with zeros at the kept region's edge (resampled): zero from themselves
+    blended = answers * torch.linspace(0.1, 1, 8)
+    assert start_divergence(torch.log(answers), blended) == pytest.approx(0, abs=1e-5)
+    assert start_divergence(logits, blended) > 0
 
 
 def dusty(image: np.ndarray, truth: np.ndarray) -> tuple[np.ndarray, list]:

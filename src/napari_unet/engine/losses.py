@@ -69,8 +69,11 @@ def weighted_cross_entropy(
 def start_divergence(logits: torch.Tensor, answers: torch.Tensor) -> torch.Tensor:
     """KL divergence of the network's class probabilities from the start model's kept
     ``answers`` (B, K, Y, X; zero where not kept, K the start model's classes), averaged over
-    the kept pixels."""
+    the kept pixels. Resampling blends kept answers with zeros at the kept region's edge: a
+    pixel whose answers sum to s < 1 counts s times the divergence from them renormalised
+    (never negative)."""
     log_q = F.log_softmax(logits.float(), 1)[:, : answers.shape[1]]
     p = answers.float()
-    divergence = (torch.xlogy(p, p) - p * log_q).sum(1)
-    return divergence.sum() / p.sum(1).sum().clamp(min=1)
+    mass = p.sum(1)
+    divergence = (torch.xlogy(p, p) - p * log_q).sum(1) - torch.xlogy(mass, mass)
+    return divergence.sum() / mass.sum().clamp(min=1)
