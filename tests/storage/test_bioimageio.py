@@ -1,6 +1,7 @@
 """bioimage.io packages: exported, validated by bioimageio.spec and run by bioimageio.core,
 imported."""
 
+import dataclasses
 import io
 import zipfile
 
@@ -43,6 +44,24 @@ def test_package_is_valid_for_bioimageio_spec(package):
     assert description.validation_summary.status in ("valid-format", "passed"), (
         description.validation_summary.format()
     )
+
+
+def test_odd_class_names_make_a_valid_name_and_odd_names_are_refused(trained, tmp_path):
+    names = ["background", "nucleus/cell, round (Kern–groß)"]
+    odd = dataclasses.replace(trained, class_names=names)
+    path = export_model(odd, tmp_path / "odd.zip", authors=["A. Tester"])
+    with zipfile.ZipFile(path) as package:
+        rdf = yaml.safe_load(package.read("rdf.yaml"))
+    assert rdf["name"] == "napari-unet-loop nucleus cell round (Kern gro )"
+    spec = pytest.importorskip("bioimageio.spec")
+    description = spec.load_description(path, perform_io_checks=True)
+    assert description.validation_summary.status in ("valid-format", "passed"), (
+        description.validation_summary.format()
+    )
+    for bad in ("nuclei/cells", "x" * 129, " ", ""):
+        with pytest.raises(UNetError, match="bioimage.io model name"):
+            export_model(trained, tmp_path / "bad.zip", name=bad)
+    assert not (tmp_path / "bad.zip").exists()
 
 
 def test_bioimageio_core_reproduces_the_test_output(package):

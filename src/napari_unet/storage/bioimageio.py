@@ -11,6 +11,7 @@ config (class names, normalisation, history) is kept under ``config.napari_unet`
 
 import inspect
 import io
+import re
 import warnings
 import zipfile
 from datetime import datetime, timezone
@@ -37,6 +38,9 @@ from .untrusted import load_yaml, read_member, read_regular_file
 
 FORMAT_VERSION = "0.5.4"
 RDF = "rdf.yaml"
+MAX_NAME = 128
+NAME = re.compile(rf"[A-Za-z0-9_+\-() ]{{1,{MAX_NAME}}}")
+"""The model names bioimage.io accepts."""
 STATE_DICT = "weights.pt"
 TORCHSCRIPT = "weights_torchscript.pt"
 SOURCE = "unet.py"
@@ -76,6 +80,7 @@ def export_model(
     path = Path(path)
     if path.suffix.lower() != ".zip":
         raise UNetError(f"a bioimage.io package is a .zip file, not {path.name}")
+    name = _package_name(name, segmenter.class_names)
     files = _package_files(segmenter, name, description, authors, license, test_image)
     with reserve(
         [path],
@@ -223,7 +228,7 @@ def _rdf(segmenter, name, description, authors, license, files) -> dict:
     return {
         "type": "model",
         "format_version": FORMAT_VERSION,
-        "name": name or f"napari-unet-loop {classes}",
+        "name": name,
         "description": description
         or f"A 2D U-Net segmenting {classes} from background, trained in napari with "
         "napari-unet-loop.",
@@ -440,6 +445,20 @@ def _readme(segmenter: Segmenter, name: str | None) -> str:
         "",
     ]
     return "\n".join(lines)
+
+
+def _package_name(name: str | None, class_names: list[str]) -> str:
+    """``name`` if bioimage.io takes it (at most 128 of A-Z a-z 0-9 _ + - ( ) and spaces),
+    else an error; without one, one made of the classes, other characters made spaces."""
+    if name is not None:
+        if not NAME.fullmatch(name) or not name.strip():
+            raise UNetError(
+                f"a bioimage.io model name holds 1 to {MAX_NAME} letters A-Z, digits, spaces "
+                f"and _ + - ( ): {name!r} does not"
+            )
+        return name
+    made = f"napari-unet-loop {' + '.join(class_names[1:])}"
+    return " ".join(re.sub(r"[^A-Za-z0-9_+\-() ]", " ", made).split())[:MAX_NAME]
 
 
 def _identifiers(names: list[str]) -> list[str]:
