@@ -125,6 +125,16 @@ def test_a_new_model_for_other_classes_unticks_continue(demo, qtbot, asked):
     assert widget.session.model.class_names == ["background", "nucleus"]
 
 
+def test_renaming_the_image_keeps_it_the_image_the_model_was_trained_on(demo, qtbot, asked):
+    viewer, _, widget = demo
+    train(qtbot, widget)
+    viewer.layers["nuclei"].name = "nuclei, renamed"
+    train(qtbot, widget)
+    questions, _ = asked
+    assert questions == [], "a renamed image is still the one the model was trained on"
+    assert len(widget.session.model.history) == 2
+
+
 def test_other_channels_never_continue(demo, qtbot, notes, asked):
     viewer, _, widget = demo
     train(qtbot, widget)

@@ -45,6 +45,23 @@ class Round:
         return f"{done} Kept as {self.file.name} in {self.file.parent} (Model › Recent)."
 
 
+class TrainedOn:
+    """The image layer a model was trained on, held weakly: renaming it keeps it the same
+    image, and one opened again under its name (after it was deleted) counts as the same."""
+
+    def __init__(self, layer):
+        self.name = layer.name
+        self._layer = weakref.ref(layer)
+
+    def matches(self, layer) -> bool:
+        kept = self._layer()
+        return layer is kept or (kept is None and layer.name == self.name)
+
+    def __str__(self) -> str:
+        kept = self._layer()
+        return kept.name if kept is not None else self.name
+
+
 _sessions: dict[int, "Session"] = {}
 
 
@@ -80,7 +97,7 @@ class Session(QObject):
         self.device = "auto"
         self.training = False
         self.job = None
-        self.trained_on: str | None = None
+        self.trained_on: TrainedOn | None = None
         self.settings: dict[str, object] = {}
 
     @property
@@ -104,10 +121,11 @@ class Session(QObject):
             show_info(outcome.report())
         if outcome.segmenter is not None:
             self.set_model(outcome.segmenter, outcome.how, outcome.file)
-            self.trained_on = getattr(self.job, "image_name", None)
+            self.trained_on = getattr(self.job, "trained_on", None)
 
     def begin_round(self, job) -> None:
-        """``job`` runs a round: it has ``stop(reason)`` and the ``image_name`` it trains on."""
+        """``job`` runs a round: it has ``stop(reason)`` and the image it trains on as
+        ``trained_on``."""
         self.job = job
         self.set_training(True)
 

@@ -36,7 +36,7 @@ from ._layers import (
     training_annotations,
 )
 from ._plot import LossPlot, readable_loss
-from ._session import CONTINUED, LOADED, TRAINED, Round, Session, confirm_replace
+from ._session import CONTINUED, LOADED, TRAINED, Round, Session, TrainedOn, confirm_replace
 
 SIZES = {
     "auto size": (None, None),
@@ -161,7 +161,7 @@ class TrainSection(QGroupBox):
             show_error(f"Cannot train: {error}")
             return
         job = RoundJob(
-            trainer, CONTINUED if resume else TRAINED, image.name, models_in_use(self.session)
+            trainer, CONTINUED if resume else TRAINED, image, models_in_use(self.session)
         )
         self.job, self.last, self._inputs = job, None, (image, annotations)
         self._outcome = "Not trained."
@@ -293,8 +293,8 @@ class RoundJob:
     deleted layer, the dock or napari closing), it returns its model kept in the autosave
     folder, and why it ended early."""
 
-    def __init__(self, trainer: Trainer, how: str, image_name: str, in_use=()):
-        self.trainer, self.how, self.image_name = trainer, how, image_name
+    def __init__(self, trainer: Trainer, how: str, image, in_use=()):
+        self.trainer, self.how, self.trained_on = trainer, how, TrainedOn(image)
         self.in_use = list(in_use)
         self.stopped_by: str | None = None
 
@@ -333,11 +333,11 @@ def train_and_keep(trainer: Trainer, how: str, in_use=()):
         return Round(segmenter, how, problem=str(error))
 
 
-def differences(model, image, annotations, trained_on: str | None) -> list[str]:
+def differences(model, image, annotations, trained_on: TrainedOn | None) -> list[str]:
     """Why fine-tuning ``model`` on ``image`` and ``annotations`` may cross datasets: another
     image than the one it was trained on here, other names for its classes."""
     found = []
-    if trained_on is not None and trained_on != image.name:
+    if trained_on is not None and not trained_on.matches(image):
         found.append(f"it was trained on '{trained_on}', not on '{image.name}'")
     stored = stored_class_names(annotations)
     for label, (theirs, ours) in enumerate(zip(stored, model.class_names, strict=False), 1):
