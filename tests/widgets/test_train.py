@@ -172,3 +172,21 @@ def test_the_outcome_says_at_what_scale_a_round_trained():
     assert trained_at({"scale": 2.0}) == " · at ×2.00"
     assert trained_at({"scale": 1.0}) == ""
     assert trained_at({"steps": 3}) == ""  # a round recorded before object sizes
+
+
+def test_annotations_placed_otherwise_than_the_image_are_named_at_start(demo, qtbot, notes):
+    viewer, _, widget = demo
+    painted = viewer.layers["nuclei annotations"]
+    shifted = viewer.add_labels(
+        painted.data.copy(), name="shifted", scale=(2, 2), metadata=dict(painted.metadata)
+    )
+    widget.annotate.annotations_combo.choose(shifted)
+    train(qtbot, widget)
+    text = messages(notes)
+    assert "'shifted' lies otherwise than 'nuclei' in the viewer (scale (2, 2) where" in text
+    assert widget.session.model is not None, "it warns and still trains"
+
+    notes.clear()
+    widget.annotate.annotations_combo.choose(painted)
+    train(qtbot, widget)
+    assert "lies otherwise" not in messages(notes)

@@ -100,6 +100,26 @@ def placement(layer) -> dict:
     }
 
 
+def misplacement(layer, image) -> str | None:
+    """How ``layer`` is placed otherwise than ``image`` in the viewer (scale, translate, rotate,
+    shear or affine), e.g. "scale (1, 1) where 'nuclei' has (0.5, 0.5)"; None when it lies
+    exactly over it."""
+    for name in ("scale", "translate", "rotate", "shear", "affine"):
+        ours, theirs = getattr(layer, name), getattr(image, name)
+        if name == "affine":
+            ours, theirs = ours.affine_matrix, theirs.affine_matrix
+        ours, theirs = np.asarray(ours, float), np.asarray(theirs, float)
+        if ours.shape != theirs.shape or not np.allclose(ours, theirs):
+            shown = "" if name in ("rotate", "shear", "affine") else f" {_short(ours)}"
+            where = "" if not shown else f" where '{image.name}' has {_short(theirs)}"
+            return f"{name}{shown}{where}"
+    return None
+
+
+def _short(values: np.ndarray) -> str:
+    return "(" + ", ".join(f"{value:g}" for value in values.ravel()) + ")"
+
+
 def channel_axis(layer: Image) -> int | None:
     """RGB(A) layers hold their channels last; other napari image layers have none."""
     return -1 if layer.rgb else None

@@ -31,6 +31,7 @@ from ._layers import (
     channel_count,
     class_names,
     image_data,
+    misplacement,
     paints_objects,
     stored_class_names,
     training_annotations,
@@ -147,6 +148,14 @@ class TrainSection(QGroupBox):
                 return
         if not resume and not confirm_replace(self.session, self):
             return
+        misplaced = misplacement(annotations, image)
+        if misplaced:
+            show_warning(
+                f"'{annotations.name}' lies otherwise than '{image.name}' in the viewer "
+                f"({misplaced}): training pairs their pixels by their place in the arrays, "
+                "not as the viewer shows them. If they should overlap as shown, paint in a "
+                "layer made by New under Annotate, which lies exactly over the image."
+            )
         _jobs.leave_a_core_for_the_gui()
         try:
             trainer = Trainer(
