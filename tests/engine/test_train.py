@@ -465,3 +465,16 @@ def test_fine_tuning_a_sized_model_on_no_annotation_says_what_to_paint(trained, 
     nothing = np.zeros(image.shape, np.uint8)
     with pytest.raises(UNetError, match="no pixel is annotated"):
         train(image, nothing, TrainSettings(steps=1, **TINY), segmenter=start)
+
+
+def test_objects_become_classes_with_gaps_when_the_round_starts(image):
+    ids = np.zeros(image.shape, np.uint16)
+    ids[100:140, 100:160] = 1
+    ids[110:130, 110:130], ids[110:130, 130:150] = 2, 3
+    trainer = Trainer(image, ids, settings=TrainSettings(steps=1, **TINY), objects=True)
+    assert "annotations" not in vars(trainer), "not converted where the trainer is made"
+    run_to_end(trainer.run())
+    classes = trainer.annotations[0]
+    assert classes[120, 120] == classes[120, 140] == 2
+    assert classes[120, 129] == classes[120, 130] == 1, "a background gap where they touch"
+    assert np.array_equal(ids[110:130, 110:130], np.full((20, 20), 2)), "the ids are unchanged"

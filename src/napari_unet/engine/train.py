@@ -8,6 +8,7 @@ last step's, and not chosen by a score on a few held-back pixels.
 """
 
 import copy
+import functools
 import math
 import time
 from collections.abc import Generator
@@ -17,7 +18,7 @@ from datetime import datetime, timezone
 import torch
 
 from .. import __version__
-from .annotations import annotated_slices, check_shapes
+from .annotations import annotated_slices, check_shapes, objects_to_classes
 from .augment import crop_size, vary_gray_values
 from .checks import Bound, bound, check_fields
 from .data import TrainingSet
@@ -154,7 +155,12 @@ class TrainProgress:
 
 
 class Trainer:
-    """Trains a new segmenter, or fine-tunes ``segmenter`` (which is left unchanged)."""
+    """Trains a new segmenter, or fine-tunes ``segmenter`` (which is left unchanged).
+
+    With ``objects``, the annotations hold one id per object (2, 3, ...) of one class; they
+    become class annotations (:func:`objects_to_classes`) when the round starts, in the thread
+    that runs it.
+    """
 
     def __init__(
         self,
@@ -165,6 +171,7 @@ class Trainer:
         settings: TrainSettings | None = None,
         segmenter: Segmenter | None = None,
         class_names: list[str] | None = None,
+        objects: bool = False,
     ):
         if settings is not None and not isinstance(settings, TrainSettings):
             raise UNetError("settings must be a TrainSettings")
@@ -176,7 +183,8 @@ class Trainer:
         self.settings.check()
         check_shapes(spatial_shape(image, channel_axis), tuple(annotations.shape))
         self.stack = as_stack(image, channel_axis)
-        self.annotations = annotations if annotations.ndim == 3 else annotations[None]
+        self._given = annotations if annotations.ndim == 3 else annotations[None]
+        self._objects = objects
         if segmenter is not None:
             check_channels(self.stack, segmenter.in_channels)
         self.segmenter = segmenter
@@ -185,6 +193,11 @@ class Trainer:
         self.architecture = self._architecture()
         self.patch_size = self._patch_size()
         self._stop = False
+
+    @functools.cached_property
+    def annotations(self):
+        """The class annotations, (Z, Y, X)."""
+        return objects_to_classes(self._given) if self._objects else self._given
 
     def stop(self) -> None:
         """End the round after the current step; ``run`` then returns the weights to keep."""

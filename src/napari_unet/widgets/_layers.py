@@ -12,7 +12,6 @@ from ..engine.annotations import (
     annotated_slices,
     count_classes,
     default_class_names,
-    objects_to_classes,
 )
 from ..engine.images import guess_volume
 
@@ -72,11 +71,10 @@ def paints_objects(layer: Labels) -> bool:
     return layer.metadata.get(PAINT_KEY) == OBJECTS
 
 
-def training_annotations(layer: Labels) -> np.ndarray:
-    """A snapshot of ``layer`` as class annotations (objects become one class, with
-    background where two objects touch)."""
-    data = np.array(image_data(layer))
-    return objects_to_classes(data) if paints_objects(layer) else data
+def snapshot(layer: Labels) -> np.ndarray:
+    """A copy of the layer's full-resolution data: what is painted meanwhile does not change
+    the round that trains on it."""
+    return np.array(image_data(layer))
 
 
 def probability_colormap(label: int) -> Colormap:

@@ -33,8 +33,8 @@ from ._layers import (
     image_data,
     misplacement,
     paints_objects,
+    snapshot,
     stored_class_names,
-    training_annotations,
 )
 from ._plot import LossPlot, readable_loss
 from ._session import CONTINUED, LOADED, TRAINED, Round, Session, TrainedOn, confirm_replace
@@ -160,11 +160,12 @@ class TrainSection(QGroupBox):
         try:
             trainer = Trainer(
                 image_data(image),
-                training_annotations(annotations),
+                snapshot(annotations),
                 channel_axis=channel_axis(image),
                 settings=self.settings(resume),
                 segmenter=renamed(model, annotations) if resume else None,
                 class_names=class_names(annotations, 2),
+                objects=paints_objects(annotations),
             )
         except UNetError as error:
             show_error(f"Cannot train: {error}")
