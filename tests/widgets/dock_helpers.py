@@ -40,6 +40,15 @@ def train(qtbot, widget: UNetWidget) -> None:
     qtbot.waitUntil(lambda: widget.train.worker is None, timeout=WAIT_MS)
 
 
+def copy_slice(qtbot, widget: UNetWidget) -> int:
+    """Copy slice to annotations, waiting for the copy; the annotation pixels it changed."""
+    target = widget.annotate.annotations()
+    before = None if target is None else np.array(target.data)
+    widget.predict.copy_to_annotations()
+    qtbot.waitUntil(lambda: widget.predict.copying is None, timeout=WAIT_MS)
+    return 0 if target is None else int((np.asarray(target.data) != before).sum())
+
+
 def predict(qtbot, widget: UNetWidget, current_slice: bool = False) -> None:
     if current_slice:
         widget.predict.predict_slice()

@@ -13,7 +13,7 @@ from napari_unet.engine.train import TrainSettings
 from napari_unet.models import builtin_path
 from napari_unet.samples import nuclei
 
-from .dock_helpers import messages, predict, train
+from .dock_helpers import copy_slice, messages, predict, train
 
 pytest.importorskip("napari")
 
@@ -172,9 +172,9 @@ def test_predict_first_then_next_region_and_copy_use_an_annotation_layer_of_thei
     assert not annotations.data.any() and annotations.mode == "paint"
     assert viewer.layers.selection.active is annotations
     assert widget.predict.status.text().startswith("Next region:")
-    assert widget.predict.copy_to_annotations() > 0
+    assert copy_slice(qtbot, widget) > 0
     assert (np.asarray(classes.data) > 0).all()  # the prediction itself is unchanged
 
     widget.annotate.annotations_combo.choose(classes)
-    assert widget.predict.copy_to_annotations() == 0
+    assert copy_slice(qtbot, widget) == 0
     assert "is the prediction itself" in messages(notes)

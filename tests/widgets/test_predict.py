@@ -24,6 +24,7 @@ from napari_unet.widgets._predict import NOT_BLOBS, shared_border_fraction
 from .dock_helpers import (
     TINY,
     WAIT_MS,
+    copy_slice,
     long_stack,
     messages,
     objects_layer,
@@ -63,7 +64,7 @@ def test_copy_prediction_into_annotations(dock, qtbot, tiny):
     predict(qtbot, widget)
     annotations = viewer.layers["nuclei annotations"]
     before = annotations.data.copy()
-    filled = widget.predict.copy_to_annotations()
+    filled = copy_slice(qtbot, widget)
     assert filled == int((before == 0).sum())
     assert np.array_equal(annotations.data[before > 0], before[before > 0])
     assert annotations.data.min() >= 1
@@ -213,11 +214,11 @@ def touching_pair(viewer, widget, objects_mode=False):
     return widget.annotate.new_annotations()
 
 
-def test_copy_separates_touching_objects_by_background(make_napari_viewer, notes):
+def test_copy_separates_touching_objects_by_background(make_napari_viewer, qtbot, notes):
     viewer = make_napari_viewer()
     widget = UNetWidget(viewer)
     annotations = touching_pair(viewer, widget)
-    filled = widget.predict.copy_to_annotations()
+    filled = copy_slice(qtbot, widget)
     assert filled == 64 * 96
     copied = annotations.data
     assert connected_components(copied == 2).max() == 2, "the two discs stay two objects"
@@ -225,15 +226,37 @@ def test_copy_separates_touching_objects_by_background(make_napari_viewer, notes
     assert "background (1) lines between touching objects" in messages(notes)
 
 
-def test_copy_into_an_objects_layer_gives_each_object_an_id(make_napari_viewer):
+def test_copy_into_an_objects_layer_gives_each_object_an_id(make_napari_viewer, qtbot):
     viewer = make_napari_viewer()
     widget = UNetWidget(viewer)
     annotations = touching_pair(viewer, widget, objects_mode=True)
     annotations.data_setitem((np.array([0]), np.array([0])), 5)  # an object painted before
-    widget.predict.copy_to_annotations()
+    copy_slice(qtbot, widget)
     copied = annotations.data
     assert set(np.unique(copied)) == {1, 5, 6, 7}
     assert np.sum(copied == 6) > 500 and np.sum(copied == 7) > 500
+
+
+def test_copy_runs_beside_the_window_and_keeps_what_is_painted_meanwhile(
+    make_napari_viewer, qtbot, notes
+):
+    viewer = make_napari_viewer()
+    widget = UNetWidget(viewer)
+    annotations = touching_pair(viewer, widget, objects_mode=True)
+    widget.predict.copy_to_annotations()
+    assert not widget.predict.copy_button.isEnabled(), "one copy at a time"
+    annotations.data_setitem((np.array([32]), np.array([30])), 9)  # painted while it cuts
+    qtbot.waitUntil(lambda: widget.predict.copying is None, timeout=WAIT_MS)
+    copied = annotations.data
+    assert copied[32, 30] == 9 and set(np.unique(copied)) == {1, 9, 10, 11}
+    assert widget.predict.copy_button.isEnabled()
+
+    notes.clear()
+    other = widget.annotate.new_annotations()
+    widget.predict.copy_to_annotations()
+    viewer.layers.remove(other)
+    qtbot.waitUntil(lambda: widget.predict.copying is None, timeout=WAIT_MS)
+    assert f"Nothing copied: layer '{other.name}' was deleted meanwhile." in messages(notes)
 
 
 def test_objects_that_are_not_blobs_get_a_hint(make_napari_viewer, notes):

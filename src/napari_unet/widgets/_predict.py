@@ -175,6 +175,7 @@ class PredictSection(QGroupBox):
         self._fresh: set[int] = set()
         self.predictor: Predictor | None = None
         self.worker = None
+        self.copying = None
         self.outputs: dict[str, list] = {}
         self._classes = None
         self._started = False
@@ -587,63 +588,86 @@ class PredictSection(QGroupBox):
     def _edited(self, event) -> None:
         event.source.metadata[EDITED_KEY] = True
 
-    def copy_to_annotations(self) -> int:
+    def copy_to_annotations(self) -> None:
         """Copy the prediction of the slice in view into the unannotated pixels of the
-        annotation layer, as one undoable edit; return the number of pixels filled.
+        annotation layer, as one undoable edit (cut into objects in a worker, pasted when
+        ready: what is painted meanwhile is kept).
 
         Touching objects must not be taught as one: each class is cut into objects as "Objects
         of" does, and a background (1) line goes between touching objects, as Paint: objects
         makes; into an objects layer, each object is copied with an id of its own.
         """
+        if self.copying is not None:
+            return
         source, target = self.last_classes(), self.annotate.annotations()
         if source is None:
             show_error("Predict first: there is no class prediction to copy.")
-            return 0
+            return
         if target is None:
             show_error("Choose or create an annotation layer under Annotate first.")
-            return 0
+            return
         if target is source:
             show_error(
                 f"'{target.name}' is the prediction itself: create an annotation layer with "
                 "New under Annotate, then copy into it."
             )
-            return 0
+            return
         if source.data.shape != target.data.shape:
             show_error(
                 f"The prediction {source.data.shape} and the annotations "
                 f"{target.data.shape} have different shapes: predict the image the "
                 "annotations were made on, then copy."
             )
-            return 0
+            return
         index = current_index(self.session.viewer, target) if target.ndim == 3 else None
         window = () if index is None else (index,)
-        predicted = np.asarray(source.data[window])
         probabilities = {
-            label: np.asarray(layer.data[window])
+            label: np.array(layer.data[window])
             for label, layer in self._probability_layers(source.data.shape).items()
         }
+        objects = paints_objects(target)
+        self.copying = _jobs.start(
+            objects_to_paste,
+            np.array(source.data[window]),
+            probabilities,
+            self.objects(),
+            objects,
+            returned=lambda cut: self._paste(cut, target, window, objects),
+            errored=functools.partial(_jobs.notify_error, "Copy slice to annotations"),
+            finished=self._copied,
+        )
+        self._sync()
+
+    def _paste(self, cut: np.ndarray, target, window: tuple, objects: bool) -> None:
+        """Fill the unannotated pixels of ``target``'s slice ``window`` with ``cut``."""
+        if target not in self.session.viewer.layers:
+            show_warning(f"Nothing copied: layer '{target.name}' was deleted meanwhile.")
+            return
         current = np.asarray(target.data[window])
-        if paints_objects(target):
-            fill = objects_to_copy(predicted, probabilities.get(2), self.objects(), current)
-            if fill is None:
-                show_error(
-                    f"'{target.name}' cannot hold more object ids: copy into a layer made "
-                    "with New while Paint is set to objects."
-                )
-                return 0
-        else:
-            fill = separated_classes(predicted, probabilities, self.objects())
+        if current.shape != cut.shape:
+            show_warning(f"Nothing copied: layer '{target.name}' changed shape meanwhile.")
+            return
+        fill = numbered_objects(cut, current) if objects else cut
+        if fill is None:
+            show_error(
+                f"'{target.name}' cannot hold more object ids: copy into a layer made "
+                "with New while Paint is set to objects."
+            )
+            return
         free = (current == 0) & (fill > 0)
         where = np.nonzero(free)
-        if index is not None:
-            where = (np.full(len(where[0]), index), *where)
+        if window:
+            where = (np.full(len(where[0]), window[0]), *where)
         target.data_setitem(where, fill[free].astype(target.data.dtype))
         show_info(
             f"Copied {int(free.sum()):,} predicted pixels into '{target.name}', with "
             "background (1) lines between touching objects; existing annotations were kept. "
             "Correct the mistakes (merged or cut objects too) with the brush and train again."
         )
-        return int(free.sum())
+
+    def _copied(self) -> None:
+        self.copying = None
+        self._sync()
 
     def _probability_layers(self, shape) -> dict[int, object]:
         """The unedited probability layers of the last prediction, by class id."""
@@ -669,6 +693,7 @@ class PredictSection(QGroupBox):
         for button in (self.predict_button, self.slice_button):
             button.setEnabled(model is not None and not running)
         self.cancel_button.setEnabled(running)
+        self.copy_button.setEnabled(self.copying is None)
         self.next_button.setEnabled(bool(self.guide.regions) and not running)
         self.instance_class.setEnabled(self.instances.isChecked())
         for part in (self.split_label, self.split_row):
@@ -723,20 +748,30 @@ def separated_classes(classes: np.ndarray, probabilities: dict, settings: Object
     return result
 
 
-def objects_to_copy(classes, probability, settings: ObjectSettings, current: np.ndarray):
-    """Background (1) and each object of class 2 with an id after those of ``current``, for an
-    objects layer; None when its type cannot hold the ids."""
+def objects_to_paste(classes, probabilities: dict, settings: ObjectSettings, objects: bool):
+    """What Copy slice pastes from ``classes`` (a (Y, X) slice of ids): for a class layer,
+    the classes with background lines between touching objects (:func:`separated_classes`);
+    for an objects layer, background (1) and each object of class 2 numbered from 2 on."""
+    if not objects:
+        return separated_classes(classes, probabilities, settings)
     mask = classes == 2
-    objects = find_objects(
+    probability = probabilities.get(2)
+    found = find_objects(
         mask.astype(np.float32) if probability is None else probability, mask, settings
     )
+    cut = np.where(classes == BACKGROUND, BACKGROUND, 0).astype(np.int64)
+    cut[found > 0] = found[found > 0].astype(np.int64) + BACKGROUND
+    return cut
+
+
+def numbered_objects(cut: np.ndarray, current: np.ndarray) -> np.ndarray | None:
+    """``cut`` (background 1, objects 2, 3, ...) with its objects given ids after those of
+    ``current``; None when its type cannot hold them."""
     first = max(int(current.max(initial=0)), BACKGROUND) + 1
-    last = first + int(objects.max(initial=0)) - 1
+    last = first + int(cut.max(initial=0)) - BACKGROUND - 1
     if np.issubdtype(current.dtype, np.integer) and last > np.iinfo(current.dtype).max:
         return None
-    fill = np.where(classes == BACKGROUND, BACKGROUND, 0).astype(np.int64)
-    fill[objects > 0] = objects[objects > 0].astype(np.int64) + first - 1
-    return fill
+    return np.where(cut > BACKGROUND, cut + first - BACKGROUND - 1, cut)
 
 
 def shared_border_fraction(objects: np.ndarray) -> float:
