@@ -42,6 +42,32 @@ def test_rgb_image_gets_2d_annotations(make_napari_viewer):
     assert widget.annotate.new_annotations().data.shape == (40, 50)
 
 
+@pytest.mark.parametrize(
+    ("shape", "said"),
+    [
+        ((2, 3, 64, 64), "'odd' has 4 axes (2, 3, 64, 64): the dock segments 2D images, stacks"),
+        ((3, 40), "'odd' is 3×40 pixels per slice: the U-Net needs at least 8×8."),
+    ],
+)
+def test_images_the_dock_cannot_segment_are_named_in_its_words(
+    make_napari_viewer, notes, shape, said
+):
+    viewer = make_napari_viewer()
+    image = viewer.add_image(np.zeros(shape, np.float32), name="odd")
+    widget = UNetWidget(viewer)
+    widget.annotate.image_combo.choose(image)
+    assert widget.annotate.new_annotations() is None
+    widget.train.start()
+    widget.predict.image_combo.choose(image)
+    widget.session.model = object()  # any model: the image is refused before it is used
+    widget.predict.predict()
+    text = messages(notes)
+    for action in ("annotate", "train", "predict"):
+        assert f"Cannot {action}: {said}" in text
+    assert "channel axis" not in text.replace("its channel axis (napari-unet-loop", "")
+    assert widget.train.worker is None and widget.predict.worker is None
+
+
 def test_class_names_are_editable(dock):
     viewer, widget = dock
     table, layer = widget.annotate.table, viewer.layers["nuclei annotations"]

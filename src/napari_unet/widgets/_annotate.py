@@ -41,6 +41,7 @@ from ._layers import (
     placement,
     set_class_names,
     spatial_shape,
+    unsuitable,
 )
 from ._session import Session
 
@@ -168,6 +169,9 @@ class AnnotateSection(QGroupBox):
         image = self.image()
         if image is None:
             show_error("Open an image first: annotations are painted over an image layer.")
+            return None
+        if problem := unsuitable(image):
+            show_error(f"Cannot annotate: {problem}")
             return None
         model = self.session.model
         names = list(model.class_names) if model else default_class_names(2)

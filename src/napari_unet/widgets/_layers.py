@@ -13,7 +13,7 @@ from ..engine.annotations import (
     count_classes,
     default_class_names,
 )
-from ..engine.images import guess_volume
+from ..engine.images import MIN_SIDE, guess_volume
 
 CLASS_NAMES_KEY = "napari_unet_class_names"
 OUTPUT_KEY = "napari_unet_output"
@@ -147,6 +147,25 @@ def spatial_shape(layer: Image) -> tuple[int, ...]:
     """The image's shape without the RGB axis."""
     shape = tuple(image_data(layer).shape)
     return shape[:-1] if layer.rgb else shape
+
+
+def unsuitable(layer: Image) -> str | None:
+    """Why the dock cannot segment ``layer``, in the dock's words; None when it can."""
+    shape = spatial_shape(layer)
+    if len(shape) > 3:
+        return (
+            f"'{layer.name}' has {len(shape)} axes {shape}: the dock segments 2D images, stacks "
+            "(Z, Y, X) and RGB images. Split it into stacks (right-click the layer › Split "
+            "Stack), or give the command line its channel axis (napari-unet-loop train or "
+            "predict --channel-axis)."
+        )
+    if len(shape) < 2 or min(shape[-2:]) < MIN_SIDE:
+        size = "×".join(map(str, shape[-2:]))
+        return (
+            f"'{layer.name}' is {size} pixels per slice: the U-Net needs at least "
+            f"{MIN_SIDE}×{MIN_SIDE}."
+        )
+    return None
 
 
 def current_index(viewer, layer) -> int:

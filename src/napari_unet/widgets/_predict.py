@@ -53,6 +53,7 @@ from ._layers import (
     probability_colormap,
     spatial_shape,
     stack_kind,
+    unsuitable,
 )
 from ._next_region import NextRegion, annotated_mask, ranking, stack_shape
 from ._session import Session
@@ -246,6 +247,9 @@ class PredictSection(QGroupBox):
             return
         if image is None:
             show_error("Prediction needs an image: open one and choose it under Predict.")
+            return
+        if problem := unsuitable(image):
+            show_error(f"Cannot predict: {problem}")
             return
         channels = channel_count(image)
         if channels != model.in_channels:

@@ -35,6 +35,7 @@ from ._layers import (
     paints_objects,
     snapshot,
     stored_class_names,
+    unsuitable,
 )
 from ._plot import LossPlot, readable_loss
 from ._session import CONTINUED, LOADED, TRAINED, Round, Session, TrainedOn, confirm_replace
@@ -136,6 +137,9 @@ class TrainSection(QGroupBox):
         image, annotations = self.annotate.image(), self.annotate.annotations()
         if image is None:
             show_error("Training needs an image: open one and choose it under Annotate.")
+            return
+        if problem := unsuitable(image):
+            show_error(f"Cannot train: {problem}")
             return
         if annotations is None:
             show_error("Training needs annotations: click New under Annotate and paint.")
