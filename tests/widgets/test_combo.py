@@ -49,3 +49,19 @@ def test_a_layer_that_is_not_preferred_is_listed_but_never_chosen_for_the_user(
     assert combo.choose(result) and combo.layer() is result  # the user may still choose it
     viewer.layers.remove(result)
     assert combo.layer() is mine
+
+
+def test_the_list_follows_new_data_of_any_layer(make_napari_viewer, qtbot):
+    from napari.layers import Labels
+
+    viewer = make_napari_viewer()
+    image = viewer.add_image(np.zeros((8, 8)), name="image")
+    labels = viewer.add_labels(np.zeros((8, 8), np.uint8), name="labels")
+    combo = LayerCombo(viewer, Labels, accept=lambda layer: layer.data.shape == image.data.shape)
+    qtbot.addWidget(combo)
+    assert combo.layer() is labels
+
+    image.data = np.zeros((16, 16))
+    assert combo.layers() == [] and combo.layer() is None, "the image's new shape is seen"
+    labels.data = np.zeros((16, 16), np.uint8)
+    assert combo.layer() is labels, "and the labels' new shape"

@@ -9,8 +9,9 @@ from ._session import unwrap
 class LayerCombo(QComboBox):
     """Layers of type ``kind`` that ``accept(layer)`` (all by default); :meth:`layer` is the
     chosen one (or None). When the choice goes, the first layer that ``prefer(layer)`` is
-    chosen (any by default), or none. Call :meth:`refresh` when what ``accept`` says may have
-    changed."""
+    chosen (any by default), or none. The list follows the layers' names and new data (of
+    any layer: ``accept`` may compare shapes); call :meth:`refresh` when what ``accept`` says
+    may have changed otherwise."""
 
     def __init__(self, viewer, kind, accept=None, prefer=None, parent=None):
         super().__init__(parent)
@@ -23,7 +24,7 @@ class LayerCombo(QComboBox):
         viewer.layers.events.removed.connect(self.refresh)
         viewer.layers.events.moved.connect(self.refresh)
         for layer in viewer.layers:
-            layer.events.name.connect(self.refresh)
+            self._watch(layer)
         self.refresh()
 
     def layer(self):
@@ -68,5 +69,9 @@ class LayerCombo(QComboBox):
         return next((i for i in range(self.count()) if self.itemData(i) is layer), -1)
 
     def _inserted(self, event) -> None:
-        event.value.events.name.connect(self.refresh)
+        self._watch(event.value)
         self.refresh()
+
+    def _watch(self, layer) -> None:
+        layer.events.name.connect(self.refresh)
+        layer.events.data.connect(self.refresh)
