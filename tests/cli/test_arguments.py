@@ -85,7 +85,7 @@ def test_a_bad_scale_is_one_line_naming_the_range(tmp_path, capsys):
     args = ["predict", missing, missing, "-o", str(tmp_path / "l.tif"), "--scale", "abc"]
     assert main(args) == 2
     one_error_line(
-        capsys, "--scale: the scale factor must be a number from 0.25 to 4.0, not 'abc'"
+        capsys, "--scale: the scale factor must be 'auto' or a number from 0.25 to 4.0, not 'abc'"
     )
     assert list(tmp_path.iterdir()) == []
 

@@ -118,3 +118,11 @@ def test_bad_input(labels, class_id, message):
 def test_bad_annotations(image, annotations, edit, message):
     with pytest.raises(UNetError, match=message):
         train(image, edit(annotations))
+
+
+def test_an_rgb_image_without_its_channel_axis_gets_a_hint(image, annotations):
+    rgb = np.repeat(image[..., None], 3, axis=-1)
+    with pytest.raises(UNetError, match="if its last axis holds channels, as in RGB, give it"):
+        train(rgb, annotations)
+    with pytest.raises(UNetError, match="if its first axis holds channels, give it"):
+        train(np.moveaxis(rgb, -1, 0), annotations)

@@ -339,6 +339,8 @@ def test_an_unwritable_store_is_refused_before_predicting(tmp_path):
     with pytest.raises(UNetError, match="cannot write"):
         Predictor(small_model(), smooth_stack(1, 32, 32), store=not_a_folder / "out.zarr")
     assert not_a_folder.read_text() == "mine"
+    with pytest.raises(UNetError, match="store must be a folder path, not int"):
+        Predictor(small_model(), smooth_stack(1, 32, 32), store=5)
 
 
 @pytest.mark.parametrize(

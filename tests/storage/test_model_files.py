@@ -137,6 +137,13 @@ def test_newer_format_and_wrong_weights_give_clear_errors(trained, tmp_path):
     )
     with pytest.raises(ModelFileError, match="newer file format.*update napari-unet-loop"):
         load_model(tmp_path / "new.safetensors")
+    for odd in ("1", True, -5, 0, None, 1.0):
+        damaged = dict(config, format_version=odd)
+        safetensors.torch.save_file(
+            state, tmp_path / "odd.safetensors", {"napari-unet": json.dumps(damaged)}
+        )
+        with pytest.raises(ModelFileError, match=r"damaged model config: its format_version"):
+            load_model(tmp_path / "odd.safetensors")
     wider = dict(config, architecture=dict(config["architecture"], width=16))
     safetensors.torch.save_file(
         state, tmp_path / "bad.safetensors", {"napari-unet": json.dumps(wider)}

@@ -48,7 +48,14 @@ def _labels_output(text: str) -> Path:
 
 def _scale(text: str):
     """``auto`` or a scale factor."""
-    return AUTO if text == AUTO else reader(SCALE)(text)
+    if text == AUTO:
+        return AUTO
+    try:
+        return SCALE.parse(text)
+    except UNetError as error:
+        raise argparse.ArgumentTypeError(
+            str(error).replace("must be a number", f"must be '{AUTO}' or a number")
+        ) from None
 
 
 def reader(check: Bound):

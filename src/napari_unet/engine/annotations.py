@@ -79,10 +79,16 @@ def check_annotations(
 
 def check_shapes(image_shape: tuple[int, ...], annotation_shape: tuple[int, ...]) -> None:
     """Annotations must have the image's spatial shape."""
-    if tuple(image_shape) != tuple(annotation_shape):
+    image_shape, annotation_shape = tuple(image_shape), tuple(annotation_shape)
+    if image_shape != annotation_shape:
+        hint = ""
+        if image_shape[:-1] == annotation_shape:
+            hint = " (if its last axis holds channels, as in RGB, give it as the channel axis)"
+        elif image_shape[1:] == annotation_shape:
+            hint = " (if its first axis holds channels, give it as the channel axis)"
         raise UNetError(
-            f"annotations have shape {tuple(annotation_shape)} but the image (without channels) "
-            f"has shape {tuple(image_shape)}; they must match"
+            f"annotations have shape {annotation_shape} but the image (without channels) "
+            f"has shape {image_shape}; they must match{hint}"
         )
 
 

@@ -675,6 +675,8 @@ def _check_probability_dtype(value) -> np.dtype:
 
 def _new_store(store) -> Path:
     """``store`` as a path where nothing exists yet: predictions never replace data."""
+    if not isinstance(store, str | os.PathLike):
+        raise UNetError(f"store must be a folder path, not {type(store).__name__}")
     root = Path(store)
     if root.exists():
         raise UNetError(

@@ -208,7 +208,12 @@ def _read_header(file, name: str) -> tuple[dict, UNetConfig, int]:
     if not isinstance(config, dict):
         raise ModelFileError(f"{name} has a damaged model config")
     version = config.get("format_version")
-    if not isinstance(version, int) or version > FORMAT_VERSION:
+    if isinstance(version, bool) or not isinstance(version, int) or version < 1:
+        raise ModelFileError(
+            f"{name} has a damaged model config: its format_version {version!r} is not a "
+            "version number"
+        )
+    if version > FORMAT_VERSION:
         raise ModelFileError(
             f"{name} was written by napari-unet-loop {_short(config.get('napari_unet_version'))} "
             f"in a newer file format ({version}); update napari-unet-loop "
