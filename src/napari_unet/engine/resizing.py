@@ -3,6 +3,7 @@
 import numpy as np
 import torch
 import torch.nn.functional as F
+from scipy import ndimage
 
 from .annotations import BACKGROUND
 from .checks import Bound
@@ -31,9 +32,9 @@ def resize(data: torch.Tensor, shape: tuple[int, int]) -> torch.Tensor:
 def resize_annotations(labels: np.ndarray, factor: float) -> np.ndarray:
     """(N, Y, X) annotation ids (0 = not annotated) rescaled by ``factor``: each new pixel
     takes the id covering most of it, and stays annotated where that id covers at least half
-    of what a stroke one old pixel wide would: such strokes survive shrinking. So do the thin
-    background lines that keep touching objects apart (:func:`separating_lines`): a new pixel
-    they cover that much is background."""
+    of what a stroke one old pixel wide would: such strokes survive shrinking. Objects kept
+    apart by thin background lines (from ``from_instances``, or painted) stay apart: where two
+    of them meet after shrinking, a line one new pixel wide is background between them."""
     shape = scaled_shape(labels.shape[1:], factor)
     ids = np.unique(labels)
     ids = ids[ids > 0]
@@ -50,28 +51,45 @@ def resize_annotations(labels: np.ndarray, factor: float) -> np.ndarray:
     out = np.asarray(ids, labels.dtype)[index.numpy()]
     out[best.numpy() < enough] = 0
     if factor < 1:
-        lines = torch.from_numpy(separating_lines(labels)[:, None].astype(np.float32))
-        out[F.interpolate(lines, size=shape, mode="area")[:, 0].numpy() >= enough] = BACKGROUND
+        out[_merged(labels, out)] = BACKGROUND
     return out
 
 
-def separating_lines(labels: np.ndarray, reach: int = 2) -> np.ndarray:
-    """Background pixels of (N, Y, X) annotation ids with an object (id >= 2) at most
-    ``reach`` pixels away on two opposite sides (along a row, a column or a diagonal): the
-    lines between touching objects that ``from_instances`` and painted objects draw, and
-    background painted thinly between two objects."""
-    objects = labels > BACKGROUND
-    padded = np.pad(objects, ((0, 0), (reach, reach), (reach, reach)))
-    height, width = objects.shape[1:]
+def _merged(labels: np.ndarray, out: np.ndarray) -> np.ndarray:
+    """Object pixels of the shrunk ``out`` that touch (4-neighbours) another object of their
+    class in ``labels`` than their own, one side of each contact (objects of two classes may
+    touch): each object pixel belongs to the object found at its centre, or to the nearest
+    one found."""
+    regions = _regions(labels)
+    rows = _centres(labels.shape[1], out.shape[1])
+    columns = _centres(labels.shape[2], out.shape[2])
+    owner = np.where(out > BACKGROUND, regions[:, rows][:, :, columns], 0)
+    for plane, kept in zip(owner, out > BACKGROUND, strict=True):
+        unknown = kept & (plane == 0)
+        if unknown.any() and (plane > 0).any():
+            _, (y, x) = ndimage.distance_transform_edt(plane == 0, return_indices=True)
+            plane[unknown] = plane[y[unknown], x[unknown]]
+    merged = np.zeros(out.shape, bool)
+    for axis in (1, 2):
+        lower = tuple(slice(None, -1) if i == axis else slice(None) for i in range(3))
+        upper = tuple(slice(1, None) if i == axis else slice(None) for i in range(3))
+        apart = (owner[lower] > 0) & (owner[upper] > 0) & (owner[lower] != owner[upper])
+        merged[upper] |= apart & (out[lower] == out[upper])
+    return merged
 
-    def near(dy: int, dx: int) -> np.ndarray:
-        found = np.zeros(objects.shape, bool)
-        for step in range(1, reach + 1):
-            y, x = reach + step * dy, reach + step * dx
-            found |= padded[:, y : y + height, x : x + width]
-        return found
 
-    lines = np.zeros(objects.shape, bool)
-    for dy, dx in ((0, 1), (1, 0), (1, 1), (1, -1)):
-        lines |= near(dy, dx) & near(-dy, -dx)
-    return lines & (labels == BACKGROUND)
+def _centres(old: int, new: int) -> np.ndarray:
+    """The old index at the centre of each of ``new`` pixels spanning ``old``."""
+    return np.minimum(((np.arange(new) + 0.5) * old / new).astype(int), old - 1)
+
+
+def _regions(labels: np.ndarray) -> np.ndarray:
+    """Each connected region (4-neighbours, in its slice) of one id >= 2 numbered apart."""
+    regions = np.zeros(labels.shape, np.int32)
+    count = 0
+    for index, plane in enumerate(labels):
+        for label in np.unique(plane[plane > BACKGROUND]):
+            found, number = ndimage.label(plane == label)
+            regions[index][found > 0] = found[found > 0] + count
+            count += number
+    return regions
