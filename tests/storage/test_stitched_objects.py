@@ -17,9 +17,18 @@ from napari_unet.storage.volumes import VolumePredictor, cluster_client, metadat
 CHUNK = 96
 
 
-def same_up_to_renumbering(a: np.ndarray, b: np.ndarray) -> bool:
-    pairs = np.unique(np.stack([a.ravel(), b.ravel()]), axis=1)
-    return len(np.unique(pairs[0])) == pairs.shape[1] == len(np.unique(pairs[1]))
+def same_up_to_renumbering(a: np.ndarray, b: np.ndarray, off: float = 1e-4) -> bool:
+    """One id of ``a`` for each id of ``b``, on all but a fraction ``off`` of the voxels: the
+    volume is predicted chunk by chunk, so its probabilities may differ from the whole
+    image's in the last bits, and a voxel on a tie of the watershed may go either way."""
+    pairs, counts = np.unique(np.stack([a.ravel(), b.ravel()]), axis=1, return_counts=True)
+    main = {}
+    for (ours, theirs), count in zip(pairs.T, counts, strict=True):
+        if count > main.get(theirs, (0, 0))[1]:
+            main[theirs] = (ours, count)
+    kept = [ours for ours, _ in main.values()]
+    agree = sum(count for _, count in main.values())
+    return len(set(kept)) == len(kept) == len(np.unique(a)) and a.size - agree <= off * a.size
 
 
 @pytest.fixture(scope="module")

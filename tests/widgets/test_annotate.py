@@ -9,6 +9,7 @@ import numpy as np
 from qtpy.QtCore import Qt
 from qtpy.QtWidgets import QApplication
 
+from napari_unet.storage.loading import load_model
 from napari_unet.widgets import UNetWidget
 from napari_unet.widgets._layers import CLASS_NAMES_KEY, OUTPUT_KEY, PAINT_KEY
 
@@ -59,7 +60,7 @@ def test_images_the_dock_cannot_segment_are_named_in_its_words(
     assert widget.annotate.new_annotations() is None
     widget.train.start()
     widget.predict.image_combo.choose(image)
-    widget.session.model = object()  # any model: the image is refused before it is used
+    widget.session.set_model(load_model("nuclei"))
     widget.predict.predict()
     text = messages(notes)
     for action in ("annotate", "train", "predict"):
