@@ -102,15 +102,16 @@ def misplacement(layer, image) -> str | None:
     """How ``layer`` is placed otherwise than ``image`` in the viewer (scale, translate, rotate,
     shear or affine), e.g. "scale (1, 1) where 'nuclei' has (0.5, 0.5)"; None when it lies
     exactly over it."""
-    for name in ("scale", "translate", "rotate", "shear", "affine"):
-        ours, theirs = getattr(layer, name), getattr(image, name)
+    wanted = placement(image)
+    for name, ours in placement(layer).items():
+        theirs = wanted[name]
         if name == "affine":
             ours, theirs = ours.affine_matrix, theirs.affine_matrix
         ours, theirs = np.asarray(ours, float), np.asarray(theirs, float)
         if ours.shape != theirs.shape or not np.allclose(ours, theirs):
-            shown = "" if name in ("rotate", "shear", "affine") else f" {_short(ours)}"
-            where = "" if not shown else f" where '{image.name}' has {_short(theirs)}"
-            return f"{name}{shown}{where}"
+            if name not in ("scale", "translate"):
+                return name
+            return f"{name} {_short(ours)} where '{image.name}' has {_short(theirs)}"
     return None
 
 
