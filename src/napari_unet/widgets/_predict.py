@@ -177,6 +177,7 @@ class PredictSection(QGroupBox):
         self.predictor: Predictor | None = None
         self.worker = None
         self.copying = None
+        self._copy_into: tuple | None = None
         self.outputs: dict[str, list] = {}
         self._classes = None
         self._started = False
@@ -629,21 +630,22 @@ class PredictSection(QGroupBox):
             label: np.array(layer.data[window])
             for label, layer in self._probability_layers(source.data.shape).items()
         }
-        objects = paints_objects(target)
+        self._copy_into = (target, window, paints_objects(target))
         self.copying = _jobs.start(
             objects_to_paste,
             np.array(source.data[window]),
             probabilities,
             self.objects(),
-            objects,
-            returned=lambda cut: self._paste(cut, target, window, objects),
+            self._copy_into[2],
+            returned=self._paste,
             errored=functools.partial(_jobs.notify_error, "Copy slice to annotations"),
             finished=self._copied,
         )
         self._sync()
 
-    def _paste(self, cut: np.ndarray, target, window: tuple, objects: bool) -> None:
-        """Fill the unannotated pixels of ``target``'s slice ``window`` with ``cut``."""
+    def _paste(self, cut: np.ndarray) -> None:
+        """Fill the unannotated pixels of the copy's slice with ``cut``."""
+        target, window, objects = self._copy_into
         if target not in self.session.viewer.layers:
             show_warning(f"Nothing copied: layer '{target.name}' was deleted meanwhile.")
             return
@@ -670,7 +672,7 @@ class PredictSection(QGroupBox):
         )
 
     def _copied(self) -> None:
-        self.copying = None
+        self.copying, self._copy_into = None, None
         self._sync()
 
     def _probability_layers(self, shape) -> dict[int, object]:
