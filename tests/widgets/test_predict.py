@@ -259,6 +259,23 @@ def test_copy_runs_beside_the_window_and_keeps_what_is_painted_meanwhile(
     assert f"Nothing copied: layer '{other.name}' was deleted meanwhile." in messages(notes)
 
 
+def test_multiscale_annotations_are_counted_and_never_pasted_into(
+    make_napari_viewer, qtbot, notes
+):
+    viewer = make_napari_viewer()
+    widget = UNetWidget(viewer)
+    touching_pair(viewer, widget)
+    level = np.zeros((64, 96), np.uint8)
+    level[:10], level[20:30, :40] = 1, 2
+    layer = viewer.add_labels([level, level[::2, ::2]], name="from zarr", multiscale=True)
+    assert widget.annotate.annotations_combo.choose(layer)
+    qtbot.waitUntil(lambda: "1,360 pixels annotated" in widget.annotate.summary.text())
+    widget.predict.copy_to_annotations()
+    assert widget.predict.copying is None
+    assert "'from zarr' is a multiscale layer, which napari cannot paint into" in messages(notes)
+    assert np.array_equal(layer.data[0], level)
+
+
 def test_objects_that_are_not_blobs_get_a_hint(make_napari_viewer, notes):
     tissue = np.repeat(np.repeat(np.arange(1, 17).reshape(4, 4), 16, axis=0), 16, axis=1)
     blobs = np.zeros((64, 64), np.uint32)

@@ -240,7 +240,7 @@ class AnnotateSection(QGroupBox):
             return
         self._counter = _jobs.start(
             annotation_counts,
-            self._layer.data,
+            image_data(self._layer),
             paints_objects(self._layer),
             returned=self._counted,
             errored=self._count_failed,

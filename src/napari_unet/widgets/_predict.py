@@ -617,6 +617,12 @@ class PredictSection(QGroupBox):
                 "New under Annotate, then copy into it."
             )
             return
+        if target.multiscale:
+            show_error(
+                f"'{target.name}' is a multiscale layer, which napari cannot paint into: copy "
+                "into a layer made with New under Annotate."
+            )
+            return
         if source.data.shape != target.data.shape:
             show_error(
                 f"The prediction {source.data.shape} and the annotations "
