@@ -136,6 +136,7 @@ class PredictSection(QGroupBox):
         self.next_button.clicked.connect(self.next_region)
         self.guide = NextRegion(session.viewer)
         self.ranking = None
+        self._new_data = False
         self._ranked_from = 0
         self.progress = QProgressBar(textVisible=False, maximumHeight=PROGRESS_HEIGHT)
         self.status = QLabel()
@@ -297,7 +298,8 @@ class PredictSection(QGroupBox):
             show_error(f"Cannot predict: {error}")
             return
         self.predictor, self._image, self._slice = predictor, image, index
-        self._instances_of = instances
+        self._instances_of, self._new_data = instances, False
+        image.events.data.connect(self._image_changed)
         self.progress.setValue(0)
         self.last = None
         self.status.setText(f"Predicting {image.name}…")
@@ -451,6 +453,10 @@ class PredictSection(QGroupBox):
         self._show_later.stop()
         self._show()
         image = self._image.name if self._image is not None else "the image"
+        if self._new_data:
+            self._undo = self.last is None or self.last.done == 0
+            self.status.setText(f"Cancelled: {image} got new data; predict it again.")
+            return
         if not result.complete:
             if self.last is None or self.last.done == 0:
                 self._undo = True
@@ -517,7 +523,7 @@ class PredictSection(QGroupBox):
             DEFAULT_REGION,
             instances,
             returned=self._ranked,
-            errored=functools.partial(_jobs.notify_error, "Next region"),
+            errored=self._ranking_failed,
         )
 
     def _ranked(self, regions) -> None:
@@ -528,6 +534,10 @@ class PredictSection(QGroupBox):
         )
         self.ranking = None
         self._sync()
+
+    def _ranking_failed(self, error: BaseException) -> None:
+        self.ranking = None
+        _jobs.notify_error("Next region", error)
 
     def next_region(self) -> None:
         """Show the best region of the last prediction not shown or annotated yet."""
@@ -558,6 +568,8 @@ class PredictSection(QGroupBox):
         _jobs.notify_error("Prediction failed", error)
 
     def _finished(self) -> None:
+        if self._image is not None:
+            self._image.events.data.disconnect(self._image_changed)
         self.predictor, self.worker, self._image = None, None, None
         if self._undo:
             self._put_back()
@@ -582,6 +594,16 @@ class PredictSection(QGroupBox):
 
     def _layers(self):
         return [layer for layers in self.outputs.values() for layer in layers if layer]
+
+    def _image_changed(self, event=None) -> None:
+        """The image being predicted got new data: what is predicted is of the old one."""
+        if self.predictor is not None and not self._new_data:
+            self._new_data = True
+            self.predictor.stop()
+            show_warning(
+                f"Prediction cancelled: '{self._image.name}' got new data while it was "
+                "predicted. Predict it again."
+            )
 
     def _layer_removed(self, event) -> None:
         if self.predictor is None:
