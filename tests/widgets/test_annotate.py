@@ -9,6 +9,7 @@ import numpy as np
 from qtpy.QtCore import Qt
 from qtpy.QtWidgets import QApplication
 
+from napari_unet.engine.annotations import MAX_CLASSES
 from napari_unet.storage.loading import load_model
 from napari_unet.widgets import UNetWidget
 from napari_unet.widgets._layers import CLASS_NAMES_KEY, OUTPUT_KEY, PAINT_KEY
@@ -67,6 +68,15 @@ def test_images_the_dock_cannot_segment_are_named_in_its_words(
         assert f"Cannot {action}: {said}" in text
     assert "channel axis" not in text.replace("its channel axis (napari-unet-loop", "")
     assert widget.train.worker is None and widget.predict.worker is None
+
+
+def test_add_class_stops_at_the_most_classes_a_model_has(dock, notes):
+    viewer, widget = dock
+    layer = widget.annotate.annotations()
+    for _ in range(MAX_CLASSES + 2):
+        widget.annotate.add_class()
+    assert len(layer.metadata[CLASS_NAMES_KEY]) == MAX_CLASSES
+    assert f"A model has at most {MAX_CLASSES} classes" in messages(notes)
 
 
 def test_class_names_are_editable(dock):

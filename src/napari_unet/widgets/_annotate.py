@@ -223,6 +223,9 @@ class AnnotateSection(QGroupBox):
             show_error("Create or choose an annotation layer first.")
             return
         names = class_names(layer, self.table.rowCount())
+        if len(names) >= MAX_CLASSES:
+            show_error(f"A model has at most {MAX_CLASSES} classes, background included.")
+            return
         names.append(f"class {len(names) + 1}")
         set_class_names(layer, names)
         self._paint(layer, len(names))
