@@ -273,6 +273,19 @@ def test_copy_runs_beside_the_window_and_keeps_what_is_painted_meanwhile(
     assert f"Nothing copied: layer '{other.name}' was deleted meanwhile." in messages(notes)
 
 
+def test_a_copy_with_nothing_to_fill_says_why(make_napari_viewer, qtbot, notes):
+    viewer = make_napari_viewer()
+    widget = UNetWidget(viewer)
+    annotations = touching_pair(viewer, widget)
+    assert copy_slice(qtbot, widget) > 0
+    assert copy_slice(qtbot, widget) == 0
+    assert "every predicted pixel of this slice is annotated already" in messages(notes)
+    widget.predict._classes.data = np.zeros((64, 96), np.uint8)
+    annotations.data = np.zeros((64, 96), np.uint8)
+    assert copy_slice(qtbot, widget) == 0
+    assert "this slice has no prediction. Predict it first." in messages(notes)
+
+
 def test_multiscale_annotations_are_counted_and_never_pasted_into(
     make_napari_viewer, qtbot, notes
 ):

@@ -689,6 +689,13 @@ class PredictSection(QGroupBox):
             )
             return
         free = (current == 0) & (fill > 0)
+        if not free.any():
+            show_info(
+                "Nothing copied: every predicted pixel of this slice is annotated already."
+                if fill.any()
+                else "Nothing copied: this slice has no prediction. Predict it first."
+            )
+            return
         where = np.nonzero(free)
         if window:
             where = (np.full(len(where[0]), window[0]), *where)
