@@ -63,6 +63,7 @@ def test_suggestions_leave_annotated_areas_out(files, tmp_path, capsys):
         (["--suggest", "2", "--region-size", "4"], "region size"),
         (["--annotations", "a.tif"], "add --suggest N"),
         (["--suggest", "2", "--annotations", "wrong.tif"], "give the annotations of this image"),
+        (["--suggest", "2", "--annotations", "slice.tif"], "give the annotations of this image"),
         (["--uncertainty", "exists.tif"], "already exists"),
     ],
 )
@@ -70,6 +71,7 @@ def test_bad_suggest_and_uncertainty_options_are_one_line(files, tmp_path, capsy
     model, image, _ = files
     (tmp_path / "exists.tif").write_bytes(b"mine")
     tifffile.imwrite(tmp_path / "wrong.tif", np.zeros((5, 5), np.uint8))
+    tifffile.imwrite(tmp_path / "slice.tif", np.zeros((192, 256), np.uint8))  # of one slice
     tifffile.imwrite(tmp_path / "a.tif", np.zeros((2, 192, 256), np.uint8))
     extra = [str(tmp_path / e) if e.endswith(".tif") else e for e in extra]
     argv = ["predict", str(model), str(image), "-o", str(tmp_path / "l.tif"), *extra]

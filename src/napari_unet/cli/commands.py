@@ -213,7 +213,7 @@ def _annotated(path: Path | None, shape: tuple[int, ...]) -> np.ndarray:
     if path is None:
         return np.zeros(shape, bool)
     annotations = np.asarray(_read_image(path, None)[0])
-    if annotations.shape not in (shape, shape[1:]):
+    if annotations.shape != shape and (shape[0] != 1 or annotations.shape != shape[1:]):
         raise UNetError(
             f"the annotations are {annotations.shape} but the image is {shape[-2:]} per slice "
             f"with {shape[0]} slice(s): give the annotations of this image"
