@@ -173,6 +173,8 @@ def bad_input_cases(files, model):
         ([*predict, "-o", image, "--overwrite"], "is the image of this run"),
         ([*predict, "-o", str(model), "--overwrite"], "is the model of this run"),
         ([*predict, "-o", labels, "--instances", labels], "two outputs"),
+        ([*predict, "-o", str(files / "labels.zarr")], "TIFF files; name it .tif or .tiff"),
+        ([*predict, "-o", labels, "--instances", str(files / "o.png")], "name it .tif"),
         ([*predict, "-o", labels, "--channel-axis", "2"], "channel axis 2 does not exist"),
         ([*predict, "-o", labels, "--tile-size", "40"], "tile"),
     ]

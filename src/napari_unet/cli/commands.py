@@ -148,6 +148,7 @@ def predict(args) -> int:
 def _predict_image(args, segmenter, image, channel_axis: int | None) -> int:
     from ..engine.predict import Predictor
     from ..storage.output_files import reserve
+    from ..storage.tiff import TIFF_SUFFIXES
 
     predictor = Predictor(
         segmenter,
@@ -180,6 +181,12 @@ def _predict_image(args, segmenter, image, channel_axis: int | None) -> int:
         replaceable=_not_a_tiff,
         needed_bytes=sum(size for _, size, _ in outputs),
     ) as reservation:
+        for path, _, _ in outputs:
+            if Path(path).suffix.lower() not in TIFF_SUFFIXES:
+                raise UNetError(
+                    f"{path}: the outputs of a TIFF image are TIFF files; name it .tif or .tiff "
+                    "(zarr outputs come from zarr / OME-Zarr inputs)"
+                )
         started = time.perf_counter()
         result = drain(
             predictor.run(),

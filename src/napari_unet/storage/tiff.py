@@ -30,6 +30,9 @@ import numpy as np
 
 from ..engine.errors import UNetError
 
+TIFF_SUFFIXES = (".tif", ".tiff")
+"""The names of the TIFF files the command line writes."""
+
 
 def read_tiff(path: Path) -> np.ndarray:
     """The whole of ``path``'s first image series, as ``tifffile.imread`` reads it."""
