@@ -95,6 +95,15 @@ def test_existing_output_is_not_replaced(volume, model_path, tmp_path):
     assert (target / "notes.txt").read_text() == "mine"
 
 
+def test_an_output_in_a_missing_folder_is_refused_and_nothing_is_made(
+    volume, model_path, tmp_path
+):
+    target = tmp_path / "nowhere" / "deeper" / "out.ome.zarr"
+    with pytest.raises(UNetError, match="the folder .*deeper does not exist"):
+        VolumePredictor(model_path, volume[0], target)
+    assert not (tmp_path / "nowhere").exists()
+
+
 def test_bad_volumes_and_chunks_are_refused(model_path, tmp_path, volume):
     with pytest.raises(UNetError, match="does not exist"):
         VolumePredictor(model_path, tmp_path / "missing.zarr", tmp_path / "o.zarr")

@@ -244,7 +244,9 @@ class VolumePredictor:
             or (inside[0] in inside[1].parents)
         ):
             raise UNetError("the output must be neither the input nor inside it, nor contain it")
-        if not os.access(target.parent if target.parent.exists() else ".", os.W_OK):
+        if not target.parent.is_dir():
+            raise UNetError(f"cannot write {target}: the folder {target.parent} does not exist")
+        if not os.access(target.parent, os.W_OK):
             raise UNetError(f"cannot write into {target.parent}")
         segmenter = load_model(Path(model_path))  # a model file or a package
         model = model_bytes(segmenter)  # what the workers get, rather than the path
@@ -254,10 +256,7 @@ class VolumePredictor:
         check_channels(stack, segmenter.in_channels)
         instances_of = replace(INSTANCES_CLASS, high=segmenter.n_classes).check(instances_of)
         scratch = 0 if instances_of is None else 12 * math.prod(stack.shape[:3])  # see below
-        check_free_space(
-            target.parent if target.parent.exists() else Path("."),
-            output_bytes(stack.shape[:3]) + scratch,
-        )
+        check_free_space(target.parent, output_bytes(stack.shape[:3]) + scratch)
         multiple = segmenter.config.multiple
         chunk = whole_number("chunk size", CHUNK.check(chunk), 2 * multiple)
         self.chunk = chunk // multiple * multiple
