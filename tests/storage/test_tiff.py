@@ -93,3 +93,15 @@ def test_a_truncated_stack_is_an_error_not_fewer_slices(tmp_path, case):
         open_tiff(path) as image,
     ):
         np.asarray(image)
+
+
+def test_a_file_of_several_images_is_an_error_not_its_first(tmp_path):
+    path = tmp_path / "two.tif"
+    with tifffile.TiffWriter(path) as tif:
+        tif.write(np.zeros((64, 64), np.uint8))
+        tif.write(np.zeros((32, 40), np.uint8))
+    message = r"two.tif holds 2 images \(\(64, 64\), \(32, 40\)\), not one"
+    with pytest.raises(UNetError, match=message):
+        read_tiff(path)
+    with pytest.raises(UNetError, match=message), open_tiff(path):
+        pass

@@ -35,14 +35,14 @@ TIFF_SUFFIXES = (".tif", ".tiff")
 
 
 def read_tiff(path: Path) -> np.ndarray:
-    """The whole of ``path``'s first image series, as ``tifffile.imread`` reads it."""
+    """The whole of ``path``'s image, as ``tifffile.imread`` reads it."""
     with _opened(path) as tif, _reading(path):
         return _read_whole(tif, path)
 
 
 @contextlib.contextmanager
 def open_tiff(path: Path) -> Iterator:
-    """``path``'s first image series as an array read lazily where possible (see the module);
+    """``path``'s image as an array read lazily where possible (see the module);
     the file stays open, read-only, until the ``with`` block ends."""
     with _opened(path) as tif:
         with _reading(path):
@@ -67,6 +67,15 @@ def _opened(path: Path) -> Iterator:
     with _reading(path):
         tif = tifffile.TiffFile(path)
     with tif:
+        with _reading(path):
+            series = tif.series
+        if len(series) > 1:
+            shapes = ", ".join(str(tuple(one.shape)) for one in series[:4])
+            more = ", ..." if len(series) > 4 else ""
+            raise UNetError(
+                f"{path} holds {len(series)} images ({shapes}{more}), not one: save each "
+                "image (or position) as a file of its own"
+            )
         yield tif
 
 
