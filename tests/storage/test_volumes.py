@@ -95,6 +95,36 @@ def test_existing_output_is_not_replaced(volume, model_path, tmp_path):
     assert (target / "notes.txt").read_text() == "mine"
 
 
+def test_outputs_lie_where_the_input_lies(volume, model_path, tmp_path):
+    calibrated = tmp_path / "calibrated.ome.zarr"
+    root = zarr.open_group(str(calibrated), mode="w", zarr_format=2)
+    root.create_array("0", data=volume[1][:, None], chunks=(1, 1, 128, 128))
+    axes = [
+        {"name": "t", "type": "time", "unit": "second"},
+        {"name": "c", "type": "channel"},
+        {"name": "y", "type": "space", "unit": "micrometer"},
+        {"name": "x", "type": "space", "unit": "micrometer"},
+    ]
+    transforms = [
+        {"type": "scale", "scale": [30.0, 1.0, 0.5, 0.25]},
+        {"type": "translation", "translation": [0.0, 0.0, 10.0, 20.0]},
+    ]
+    dataset = {"path": "0", "coordinateTransformations": transforms}
+    root.attrs["multiscales"] = [{"version": "0.4", "axes": axes, "datasets": [dataset]}]
+    target = tmp_path / "out.ome.zarr"
+    run(VolumePredictor(model_path, calibrated, target, chunk=CHUNK, instances_of=2))
+    for group in (target, target / "labels" / "instances"):
+        multiscale = metadata(group)["multiscales"][0]
+        assert multiscale["axes"] == [axes[0], axes[2], axes[3]]
+        first = multiscale["datasets"][0]["coordinateTransformations"]
+        assert first == [
+            {"type": "scale", "scale": [30.0, 0.5, 0.25]},
+            {"type": "translation", "translation": [0.0, 10.0, 20.0]},
+        ]
+    second = metadata(target)["multiscales"][0]["datasets"][1]["coordinateTransformations"]
+    assert second[0]["scale"] == [30.0, 1.0, 0.5], "levels halve y and x"
+
+
 def test_an_output_in_a_missing_folder_is_refused_and_nothing_is_made(
     volume, model_path, tmp_path
 ):

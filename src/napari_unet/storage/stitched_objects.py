@@ -47,24 +47,25 @@ def block_shape(shape: tuple[int, int, int], chunk: int, z_spacing: float) -> tu
     return core, halo
 
 
-def create_instances(root, shape: tuple[int, int, int], core: tuple) -> None:
-    """The instances array (an OME-Zarr labels image, chunked as the blocks' cores) and the
-    scratch array of the class probability, in the output group ``root``."""
+def create_instances(root, shape: tuple[int, int, int], core: tuple, placement) -> None:
+    """The instances array (an OME-Zarr labels image, chunked as the blocks' cores, placed
+    as ``placement`` says: a ``volumes.Placement``) and the scratch array of the class
+    probability, in the output group ``root``."""
     root.create_array(PROBABILITY, shape=shape, chunks=(1, *core[1:]), dtype=np.float32)
     labels = root.require_group("labels")
     labels.attrs["labels"] = ["instances"]
     instances = root.require_group(INSTANCES)
     instances.create_array("0", shape=shape, chunks=core, dtype=np.uint32, fill_value=0)
-    axes = [{"name": n, "type": "space"} for n in "zyx"]
-    scale = [{"type": "scale", "scale": [1.0, 1.0, 1.0]}]
     instances.attrs.update(
         {
             "multiscales": [
                 {
                     "version": "0.4",
                     "name": "objects",
-                    "axes": axes,
-                    "datasets": [{"path": "0", "coordinateTransformations": scale}],
+                    "axes": list(placement.axes),
+                    "datasets": [
+                        {"path": "0", "coordinateTransformations": placement.transforms()}
+                    ],
                 }
             ],
             "image-label": {"version": "0.4"},

@@ -156,6 +156,65 @@ def _level0(node, path: Path) -> tuple[object, str, list[str]]:
     return array, array_path, axes
 
 
+@dataclass(frozen=True)
+class Placement:
+    """The spatial axes of an OME-Zarr image (its axes but channels, as its metadata gives
+    them: names, types, units) and its level 0's scale and translation along them."""
+
+    axes: tuple
+    scale: tuple[float, ...]
+    translation: tuple[float, ...] | None = None
+
+    @classmethod
+    def plain(cls, dimensions: int) -> "Placement":
+        names = "zyx"[-dimensions:]
+        return cls(tuple({"name": n, "type": "space"} for n in names), (1.0,) * dimensions)
+
+    def transforms(self, level: int = 0) -> list[dict]:
+        """Level ``level``'s coordinate transformations: y and x halved at each level."""
+        scale = [*self.scale[:-2], *(s * 2.0**level for s in self.scale[-2:])]
+        found = [{"type": "scale", "scale": scale}]
+        if self.translation is not None:
+            found.append({"type": "translation", "translation": list(self.translation)})
+        return found
+
+
+def placement(path: str | Path, dimensions: int) -> Placement:
+    """The placement of the zarr image at ``path`` with ``dimensions`` spatial axes; pixels
+    (a scale of 1) where its metadata does not say, or says it otherwise than OME-Zarr."""
+    plain = Placement.plain(dimensions)
+    try:
+        attributes = dict(_zarr().open(str(path), mode="r").attrs)
+        first = attributes.get("ome", attributes)["multiscales"][0]
+        axes = [a if isinstance(a, dict) else {"name": a} for a in first["axes"]]
+        transforms = first["datasets"][0].get("coordinateTransformations", [])
+    except (KeyError, IndexError, TypeError, AttributeError, ValueError, OSError):
+        return plain
+    kept = [i for i, a in enumerate(axes) if a.get("name") != "c" and a.get("type") != "channel"]
+    if len(kept) != dimensions:
+        return plain
+
+    def along(kind: str) -> tuple[float, ...] | None:
+        for transform in transforms if isinstance(transforms, list) else []:
+            if not isinstance(transform, dict) or transform.get("type") != kind:
+                continue
+            values = transform.get(kind)
+            if (
+                isinstance(values, list)
+                and len(values) == len(axes)
+                and all(isinstance(v, int | float) and math.isfinite(v) for v in values)
+            ):
+                return tuple(float(values[i]) for i in kept)
+        return None
+
+    scale = along("scale")
+    if scale is not None and min(scale) <= 0:
+        scale = None
+    return Placement(
+        tuple(dict(axes[i]) for i in kept), scale or plain.scale, along("translation")
+    )
+
+
 def check_volume(array, path: Path) -> None:
     """Refuse at once what the array's metadata makes impossible or hopelessly slow to read,
     before anything proportional to its claimed size is allocated or read."""
@@ -264,6 +323,7 @@ class VolumePredictor:
         normalization = replace(measured, mode="fixed")
         self.shape = tuple(stack.shape[:3])
         self.flat = len(array.shape) - (channel_axis is not None) == 2
+        self.placement = placement(source, 2 if self.flat else 3)
         if instances_of is not None and self.flat:
             raise UNetError(
                 "a 2D image is not a volume: objects of a zarr input are cut in 3D, give a "
@@ -337,7 +397,7 @@ class VolumePredictor:
         root.create_array("0", shape=shape, chunks=chunks, dtype=np.uint8, fill_value=0)
         root.attrs.update(self._metadata(levels=1))
         if self.job.instances_of is not None:
-            create_instances(root, self.shape, self._blocks()[0])
+            create_instances(root, self.shape, self._blocks()[0], self.placement)
 
     def _write_levels(self) -> None:
         """Levels 1, 2, ...: every other pixel of the level above, down to 256 pixels, one
@@ -359,14 +419,9 @@ class VolumePredictor:
         root.attrs.update(self._metadata(levels=level))
 
     def _metadata(self, levels: int) -> dict:
-        axes = [{"name": n, "type": "space"} for n in ("yx" if self.flat else "zyx")]
+        axes = list(self.placement.axes)
         datasets = [
-            {
-                "path": str(k),
-                "coordinateTransformations": [
-                    {"type": "scale", "scale": [*([] if self.flat else [1.0]), 2.0**k, 2.0**k]}
-                ],
-            }
+            {"path": str(k), "coordinateTransformations": self.placement.transforms(k)}
             for k in range(levels)
         ]
         return {
