@@ -165,6 +165,8 @@ def bad_input_cases(files, model):
         ([*train, "-o", str(model), "--from", str(model), "--overwrite"], "--from model"),
         ([*train, "-o", image, "--overwrite"], "is the image of this run"),
         ([*train, "-o", str(files / "folder")], "is a folder"),
+        ([*train, "-o", out, "--keep-start", "0.2"], "for fine-tuning a model: add --from"),
+        ([*train, "-o", out, "--no-rescale"], "for fine-tuning a model: add --from"),
         ([*train, "-o", str(files / "nowhere" / "m.safetensors")], "does not exist"),
         ([*train, "-o", out, "--from", str(files / "notes.txt")], "not a napari-unet-loop"),
         (["predict", str(files / "notes.txt"), image, "-o", labels], "not a napari-unet-loop"),

@@ -38,6 +38,11 @@ def train(args) -> int:
     from ..storage.tiff import read_tiff
 
     check_model_name(args.output)
+    if args.start is None and (args.keep_start != TrainSettings().keep_start or not args.rescale):
+        raise UNetError(
+            "--keep-start and --no-rescale are for fine-tuning a model: add --from MODEL "
+            "(or leave them out)"
+        )
     image, channel_axis = _read_image(args.image, args.channel_axis)
     annotations = read_tiff(args.annotations)
     if args.objects:
