@@ -64,6 +64,16 @@ def test_odd_class_names_make_a_valid_name_and_odd_names_are_refused(trained, tm
     assert not (tmp_path / "bad.zip").exists()
 
 
+def test_a_licence_bioimage_io_would_refuse_is_an_error_with_the_id_meant(trained, tmp_path):
+    path = export_model(trained, tmp_path / "mit.zip", authors=["A. Tester"], license="MIT")
+    with zipfile.ZipFile(path) as package:
+        assert yaml.safe_load(package.read("rdf.yaml"))["license"] == "MIT"
+    for bad, hint in (("mit", "did you mean MIT?"), ("Apache 2.0", "Apache-2.0"), ("", "spdx")):
+        with pytest.raises(UNetError, match=f"not an SPDX licence id.*{hint}"):
+            export_model(trained, tmp_path / "bad.zip", license=bad)
+    assert not (tmp_path / "bad.zip").exists()
+
+
 def test_bioimageio_core_reproduces_the_test_output(package):
     core = pytest.importorskip("bioimageio.core")
     summary = core.test_model(package)

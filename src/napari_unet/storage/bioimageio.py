@@ -9,6 +9,9 @@ postprocessing, so any bioimage.io consumer computes what ``predict`` does. Our
 config (class names, normalisation, history) is kept under ``config.napari_unet`` for import.
 """
 
+import difflib
+import functools
+import importlib.resources
 import inspect
 import io
 import re
@@ -81,6 +84,7 @@ def export_model(
     if path.suffix.lower() != ".zip":
         raise UNetError(f"a bioimage.io package is a .zip file, not {path.name}")
     name = _package_name(name, segmenter.class_names)
+    _check_license(license)
     files = _package_files(segmenter, name, description, authors, license, test_image)
     with reserve(
         [path],
@@ -445,6 +449,27 @@ def _readme(segmenter: Segmenter, name: str | None) -> str:
         "",
     ]
     return "\n".join(lines)
+
+
+def _check_license(license) -> None:
+    """bioimage.io takes a model's licence as an SPDX id (e.g. "MIT", "CC-BY-4.0")."""
+    ids = _license_ids()
+    if isinstance(license, str) and license in ids:
+        return
+    text = license if isinstance(license, str) else ""
+    alike = [i for i in ids if i.lower() == text.lower()] or difflib.get_close_matches(
+        text, ids, n=3
+    )
+    hint = f": did you mean {' or '.join(alike)}?" if alike else " (see spdx.org/licenses)"
+    raise UNetError(
+        f"the licence {license!r} is not an SPDX licence id, which bioimage.io needs{hint}"
+    )
+
+
+@functools.cache
+def _license_ids() -> frozenset[str]:
+    text = importlib.resources.files(__package__).joinpath("spdx_licenses.txt").read_text()
+    return frozenset(line for line in text.splitlines() if line and not line.startswith("#"))
 
 
 def _package_name(name: str | None, class_names: list[str]) -> str:
