@@ -183,3 +183,13 @@ def test_the_command_line_and_the_api_accept_and_refuse_the_same_values(settings
             if api is None and not (isinstance(value, float) and math.isnan(value)):
                 assert parsed == value, (flag, text)
     assert walked >= (9 if command == "train" else 2)
+
+
+def test_the_entry_point_imports_the_heavy_modules_inside_main():
+    """So that Ctrl-C during the seconds of importing torch ends in one line, not a traceback."""
+    import subprocess
+    import sys
+
+    code = "import sys, napari_unet.cli; print('torch' in sys.modules)"
+    found = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert found.stdout.strip() == "False", found.stderr

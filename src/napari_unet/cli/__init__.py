@@ -8,12 +8,16 @@ import threading
 
 from .. import PLUGIN
 from ..engine.errors import UNetError, os_error_message
-from .arguments import parser
-from .commands import Terminated
 
 
 def main(argv: list[str] | None = None) -> int:
     """Run the command line; return the exit code (0 success, 2 bad input or a fault)."""
+    try:
+        from .arguments import parser  # torch and numpy: seconds of imports
+        from .commands import Terminated
+    except KeyboardInterrupt:
+        print(f"{PLUGIN}: interrupted", file=sys.stderr)
+        return 130
     try:
         args = parser().parse_args(argv)
     except SystemExit as done:
@@ -46,6 +50,8 @@ def _sigterm_interrupts():
     if threading.current_thread() is not threading.main_thread():
         yield
         return
+
+    from .commands import Terminated
 
     def terminate(signum, frame):
         raise Terminated
