@@ -115,29 +115,43 @@ def test_cancel_prediction(make_napari_viewer, qtbot):
     assert not viewer.layers["stack: U-Net classes"].data[-1].any()
 
 
-def test_deleting_the_image_stops_prediction(make_napari_viewer, qtbot, notes):
-    viewer = make_napari_viewer()
-    widget = UNetWidget(viewer)
-    layer = long_stack(viewer, widget)
-    widget.predict.predict()
-    qtbot.waitUntil(lambda: widget.predict.progress.value() > 0, timeout=WAIT_MS)
+def delete(viewer, layer):
     viewer.layers.remove(layer)
-    qtbot.waitUntil(lambda: widget.predict.worker is None, timeout=WAIT_MS)
-    assert "Prediction cancelled: layer 'stack' was deleted" in messages(notes)
 
 
-def test_new_image_data_stops_prediction_and_ranks_nothing(make_napari_viewer, qtbot, notes):
+def replace_data(viewer, layer):
+    layer.data = np.array(layer.data[:2])
+
+
+@pytest.mark.parametrize(
+    ("change", "said", "status"),
+    [
+        (
+            delete,
+            "Prediction cancelled: layer 'stack' was deleted",
+            "Cancelled: the slices done so far are shown.",
+        ),
+        (
+            replace_data,
+            "Prediction cancelled: 'stack' got new data while it was predicted",
+            "Cancelled: stack got new data; predict it again.",
+        ),
+    ],
+)
+def test_deleting_the_image_or_new_data_stops_prediction_and_ranks_nothing(
+    make_napari_viewer, qtbot, notes, change, said, status
+):
     viewer = make_napari_viewer()
     widget = UNetWidget(viewer)
     layer = long_stack(viewer, widget)
     widget.predict.predict()
     qtbot.waitUntil(lambda: widget.predict.progress.value() > 0, timeout=WAIT_MS)
-    layer.data = np.array(layer.data[:2])
+    change(viewer, layer)
     qtbot.waitUntil(lambda: widget.predict.worker is None, timeout=WAIT_MS)
     text = messages(notes)
-    assert "Prediction cancelled: 'stack' got new data while it was predicted" in text
+    assert said in text
     assert "Next region" not in text and widget.predict.ranking is None
-    assert widget.predict.status.text() == "Cancelled: stack got new data; predict it again."
+    assert widget.predict.status.text() == status
 
 
 def test_deleting_the_image_before_the_first_slice_leaves_no_empty_layers(dock, qtbot, tiny):
